@@ -1,0 +1,58 @@
+"""ReflexDB-compatible control plane. `create_app()` builds the Connexion (ASGI) app."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+
+def create_app(settings=None):
+    """The control plane as an ASGI app: serve it with an ASGI worker (see gunicorn.conf.py)."""
+    # Imported here so the CLI and the instance runtime don't pay for Connexion.
+    # Starlette warns about its test client's httpx at import; we don't use it in production.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    import json
+
+    import connexion
+    from connexion.jsonifier import Jsonifier
+    from connexion.middleware import MiddlewarePosition
+    from connexion.resolver import RelativeResolver
+
+    from app.api.errors import register_error_handlers
+    from app.api.limits import BodySizeLimit
+    from app.api.validation import validator_map
+    from app.bootstrap import configure_services
+    from app.config import Settings
+    from app.storage.database import db
+
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_services(settings)
+
+    # Compact JSON in the schemas' field order (Connexion's default indents).
+    app = connexion.FlaskApp(__name__, jsonifier=Jsonifier(json, separators=(",", ":")))
+    app.add_api(
+        settings.spec_path,
+        resolver=RelativeResolver("app.api.handlers"),
+        pythonic_params=True,
+        strict_validation=True,
+        validator_map=validator_map(),
+    )
+    register_error_handlers(app)
+    app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER,
+                       max_bytes=settings.max_body_bytes)
+
+    # One store connection per request, returned to the pool when the request ends.
+    flask_app = app.app
+
+    @flask_app.before_request
+    def _open_db():
+        db.connect(reuse_if_open=True)
+
+    @flask_app.teardown_request
+    def _close_db(_exc):
+        if not db.is_closed():
+            db.close()
+
+    return app

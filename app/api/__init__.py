@@ -1,0 +1,1 @@
+"""The HTTP edge: Connexion handlers, authentication and error rendering."""

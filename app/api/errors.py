@@ -1,0 +1,113 @@
+"""Every error the app can emit, rendered as `{"error": code, "message": text}`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from starlette.exceptions import HTTPException
+
+from app.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+}
+CODE_BY_STATUS = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+DEFAULT_MESSAGES = {
+    401: "a valid management key is required: send 'Authorization: Bearer rmk_<keyId>.<secret>'",
+    403: "this key may not do that",
+    404: "no such resource",
+    405: "this method is not allowed on this path",
+    413: "the request body is larger than 1 MiB",
+    415: "send the body as application/json",
+}
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> ConnexionResponse:
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return ConnexionResponse(
+        status_code=status,
+        mimetype="application/json",
+        content_type="application/json",
+        body=json.dumps({"error": code, "message": message}),
+        headers=headers,
+    )
+
+
+async def domain_error(_request: ConnexionRequest, exc: DomainError) -> ConnexionResponse:
+    status = next(s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls))
+    return error_response(status, exc.code, exc.message)
+
+
+async def problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
+    """Connexion's own errors (validation, auth, content type) in our envelope."""
+    status = exc.status or 500
+    if status >= 500:
+        return await unexpected(_request, exc)
+    message = DEFAULT_MESSAGES.get(status) if status in (401, 403) else None
+    return error_response(status, CODE_BY_STATUS.get(status, "invalid_request"),
+                          message or _readable(exc.detail) or DEFAULT_MESSAGES.get(status, "bad request"))
+
+
+async def http_error(_request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+    """Routing errors (unknown path, wrong method) and other bare HTTP errors."""
+    if exc.status_code >= 500:
+        return await unexpected(_request, exc)
+    message = DEFAULT_MESSAGES.get(exc.status_code) or str(exc.detail)
+    return error_response(exc.status_code, CODE_BY_STATUS.get(exc.status_code, "invalid_request"),
+                          message, dict(exc.headers or {}))
+
+
+async def unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    request_id = uuid.uuid4().hex[:16]
+    # The traceback goes to the log only; the client gets an id to quote.
+    log.error("request %s %s failed (request id %s)", request.method, request.url.path, request_id,
+              exc_info=exc)
+    return error_response(500, "internal_error",
+                          f"something went wrong on our side; quote request id {request_id} when reporting it")
+
+
+def _readable(detail) -> str | None:
+    """The first line of Connexion's own text (our validators already name the field)."""
+    if not detail:
+        return None
+    text = str(detail).strip().splitlines()[0]
+    return "the request body is required (a JSON object)" if text == "RequestBody is required" else text
+
+
+def register_error_handlers(app) -> None:
+    app.add_error_handler(DomainError, domain_error)
+    app.add_error_handler(ProblemException, problem)
+    app.add_error_handler(HTTPException, http_error)
+    app.add_error_handler(Exception, unexpected)

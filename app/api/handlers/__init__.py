@@ -1,0 +1,26 @@
+"""Connexion operation handlers: operationId == function name, one service call each.
+
+The spec's operationIds resolve relative to this package, so every handler is
+re-exported here.
+"""
+
+from app.api.handlers.connections import (  # noqa: F401
+    create_connection,
+    delete_connection,
+    get_connection,
+    list_connections,
+    update_connection,
+)
+from app.api.handlers.databases import (  # noqa: F401
+    create_database,
+    delete_database,
+    get_database,
+    list_databases,
+    update_database,
+)
+from app.api.handlers.health import get_health  # noqa: F401
+from app.api.handlers.management_keys import (  # noqa: F401
+    create_management_key,
+    delete_management_key,
+    list_management_keys,
+)

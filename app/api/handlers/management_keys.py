@@ -1,0 +1,15 @@
+from app.domain import management_keys
+
+
+def list_management_keys(user):
+    return management_keys.list_keys(user), 200
+
+
+def create_management_key(user, body):
+    created = management_keys.create_key(user, body)
+    return created, 201, {"Location": f"/v1/account/management-keys/{created['id']}"}
+
+
+def delete_management_key(user, key_id):
+    management_keys.revoke_key(user, key_id)
+    return None, 204

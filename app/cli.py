@@ -1,0 +1,124 @@
+"""The `reflexdb` command: migrate, create customers, manage secrets, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from app.config import PROJECT_ROOT, Settings
+
+
+def _services() -> Settings:
+    from app.bootstrap import configure_services
+
+    settings = Settings.from_env()
+    configure_services(settings)
+    return settings
+
+
+def cmd_migrate(_args) -> int:
+    from app.storage.database import migrate
+
+    _services()
+    applied = migrate()
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_customers_create(args) -> int:
+    from app.domain.customers import create_customer
+    from app.domain.errors import DomainError
+    from app.storage.database import db
+
+    _services()
+    try:
+        with db.connection_context():
+            customer, key = create_customer(args.name, plan=args.plan, is_admin=args.admin)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    # Exactly one JSON object on stdout, so scripts can parse it.
+    print(json.dumps({"customerId": str(customer.id), "key": key}))
+    return 0
+
+
+def cmd_secrets_generate_key(_args) -> int:
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
+    return 0
+
+
+def cmd_secrets_rotate(_args) -> int:
+    """Re-encrypt every stored password under the newest key (the first of REFLEXDB_SECRET_KEYS)."""
+    from app.domain.environment import current
+    from app.storage.database import db
+    from app.storage.models import Connection
+
+    _services()
+    box = current().secret_box
+    count = 0
+    with db.connection_context(), db.atomic():
+        for row in Connection.select(Connection.id, Connection.password_encrypted):
+            Connection.update(password_encrypted=box.rotate(row.password_encrypted)).where(
+                Connection.id == row.id).execute()
+            count += 1
+    print(f"re-encrypted {count} password(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Migrate, then run gunicorn with the project's config (ASGI worker)."""
+    cmd_migrate(args)
+    argv = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_ROOT / "gunicorn.conf.py")]
+    if args.bind:
+        argv += ["--bind", args.bind]
+    if args.workers:
+        argv += ["--workers", str(args.workers)]
+    os.chdir(PROJECT_ROOT)
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def migrate_from_env() -> None:
+    cmd_migrate(None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reflexdb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
+
+    customers = sub.add_parser("customers", help="manage customer accounts")
+    customers_sub = customers.add_subparsers(dest="action", required=True)
+    create = customers_sub.add_parser("create", help="create a customer and its first management key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--plan", default="free", choices=("free", "pro", "teams", "enterprise"))
+    create.add_argument("--admin", action="store_true", help="the customer may use admin routes")
+    create.set_defaults(func=cmd_customers_create)
+
+    secrets = sub.add_parser("secrets", help="encryption keys for stored source passwords")
+    secrets_sub = secrets.add_subparsers(dest="action", required=True)
+    secrets_sub.add_parser("generate-key", help="print a new key for REFLEXDB_SECRET_KEYS").set_defaults(
+        func=cmd_secrets_generate_key)
+    secrets_sub.add_parser("rotate", help="re-encrypt stored passwords with the newest key").set_defaults(
+        func=cmd_secrets_rotate)
+
+    serve = sub.add_parser("serve", help="migrate, then serve the API with gunicorn")
+    serve.add_argument("--bind", help="host:port (default 127.0.0.1:8080 or REFLEXDB_BIND)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Management keys `rmk_<keyId>.<secret>`: minting, authentication and revocation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+from app.domain import schemas
+from app.domain.ids import get_owned
+from app.domain.principal import Principal
+from app.storage.database import db
+from app.storage.models import Customer, ManagementKey, utcnow
+
+PREFIX = "rmk_"
+# lastUsedAt is written at most this often per key: one write per request
+# would turn every authenticated read into a write.
+LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def mint(customer_id, name: str, expires_at: dt.datetime | None = None) -> tuple[ManagementKey, str]:
+    """Store a new key for `customer_id`; returns the row and the full key (shown once)."""
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    row = ManagementKey.create(customer=customer_id, name=name, key_id=key_id,
+                               secret_hash=_hash(secret), expires_at=expires_at)
+    return row, f"{PREFIX}{key_id}.{secret}"
+
+
+def authenticate(token: str) -> Principal | None:
+    """The principal a bearer token stands for, or None if it is not a live key."""
+    if not token.startswith(PREFIX) or "." not in token:
+        return None
+    key_id, _, secret = token[len(PREFIX):].partition(".")
+    if not key_id or not secret or len(key_id) > 32:
+        return None
+    row = (ManagementKey.select(ManagementKey, Customer).join(Customer)
+           .where(ManagementKey.key_id == key_id).first())
+    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+        return None
+    now = utcnow()
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        ManagementKey.update(last_used_at=now).where(ManagementKey.id == row.id).execute()
+    return Principal(customer_id=row.customer.id, key_id=key_id,
+                     is_admin=row.customer.is_admin, plan=row.customer.plan)
+
+
+def create_key(principal: Principal, payload: dict) -> dict:
+    data = schemas.load(schemas.ManagementKeyCreateSchema(), payload)
+    with db.atomic():
+        row, key = mint(principal.customer_id, data["name"], data["expires_at"])
+    row.key = key
+    return schemas.ManagementKeyCreatedOut().dump(row)
+
+
+def list_keys(principal: Principal) -> list[dict]:
+    return schemas.ManagementKeyOut(many=True).dump(ManagementKey.for_customer(principal.customer_id))
+
+
+def revoke_key(principal: Principal, ident) -> None:
+    """Revoke at once; revoking a revoked key is a no-op, so retries are safe."""
+    row = get_owned(ManagementKey.select(), ManagementKey, ident, principal, "management key")
+    (ManagementKey.update(revoked_at=utcnow())
+     .where((ManagementKey.id == row.id) & ManagementKey.revoked_at.is_null()).execute())

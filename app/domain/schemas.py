@@ -1,0 +1,305 @@
+"""marshmallow schemas: the wire shapes (camelCase) for every caller, HTTP or not.
+
+The OpenAPI spec states the same bounds for HTTP requests; tests/test_spec_agreement.py
+proves the two never drift. Rules between fields of one payload live here too;
+rules that need stored state live in the services.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
+
+from app.domain import catalog
+
+NAME = validate.Length(min=1, max=100)
+HOST = validate.Length(min=1, max=255)
+USER = validate.Length(min=1, max=255)
+PASSWORD = validate.Length(min=1, max=1024)
+SCHEMA_NAME = validate.Length(min=1, max=64)
+PORT = validate.Range(min=1, max=65535)
+SYNC_INTERVAL = validate.Range(min=catalog.MIN_SYNC_INTERVAL, max=catalog.MAX_SYNC_INTERVAL)
+BINLOG_SERVER_ID = validate.Range(min=1, max=4294967295)
+CUSTOM_DOMAIN = validate.Regexp(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+    error="must be a DNS label: lowercase letters, digits and inner hyphens, at most 63 characters",
+)
+HH_MM = validate.Regexp(r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$", error="must be a time as HH:MM (UTC)")
+
+
+def _unique(values):
+    if len(set(values)) != len(values):
+        raise ValidationError("items must be unique")
+
+
+class UtcDateTime(fields.DateTime):
+    """RFC 3339 in UTC with a `Z`; loads aware values and stores them naive UTC."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if parsed.tzinfo is None:
+            raise ValidationError("must carry a UTC offset, e.g. 2030-01-01T00:00:00Z")
+        return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+class StrictSchema(Schema):
+    """Unknown fields are an error, never silently dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+
+# -- connections -------------------------------------------------------------
+
+
+class InstanceCreateSchema(StrictSchema):
+    """The first database created together with a connection (POST /connections `instance`)."""
+
+    name = fields.String(required=True, validate=NAME)
+    mysql_db = fields.String(data_key="mysqlDb", required=True, validate=SCHEMA_NAME)
+    instance_size = fields.String(data_key="instanceSize", load_default="nano",
+                                  validate=validate.OneOf(tuple(catalog.INSTANCE_SIZES)))
+    log_level = fields.String(data_key="logLevel", load_default="info",
+                              validate=validate.OneOf(catalog.LOG_LEVELS))
+    binlog_server_id = fields.Integer(data_key="binlogServerId", allow_none=True,
+                                      load_default=None, strict=True, validate=BINLOG_SERVER_ID)
+
+
+class DatabaseCreateSchema(InstanceCreateSchema):
+    connection_id = fields.UUID(data_key="connectionId", required=True)
+
+
+class ConnectionUpdateSchema(StrictSchema):
+    """PATCH /connections/{id}: every field optional, none nullable."""
+
+    name = fields.String(validate=NAME)
+    mysql_host = fields.String(data_key="mysqlHost", validate=HOST)
+    mysql_port = fields.Integer(data_key="mysqlPort", strict=True, validate=PORT)
+    available_schemas = fields.List(
+        fields.String(validate=SCHEMA_NAME), data_key="availableSchemas",
+        validate=[validate.Length(min=1, max=100), _unique],
+    )
+    mysql_user = fields.String(data_key="mysqlUser", validate=USER)
+    mysql_password = fields.String(data_key="mysqlPassword", validate=PASSWORD, load_only=True)
+    sync_mode = fields.String(data_key="syncMode", validate=validate.OneOf(catalog.SYNC_MODES))
+    sync_interval = fields.Integer(data_key="syncInterval", strict=True, validate=SYNC_INTERVAL)
+
+
+class ConnectionCreateSchema(ConnectionUpdateSchema):
+    name = fields.String(required=True, validate=NAME)
+    backend = fields.String(load_default="mysql", validate=validate.OneOf(catalog.BACKENDS))
+    mysql_host = fields.String(data_key="mysqlHost", required=True, validate=HOST)
+    mysql_port = fields.Integer(data_key="mysqlPort", strict=True, validate=PORT)
+    available_schemas = fields.List(
+        fields.String(validate=SCHEMA_NAME), data_key="availableSchemas", required=True,
+        validate=[validate.Length(min=1, max=100), _unique],
+    )
+    mysql_user = fields.String(data_key="mysqlUser", required=True, validate=USER)
+    mysql_password = fields.String(data_key="mysqlPassword", required=True, validate=PASSWORD,
+                                   load_only=True)
+    sync_mode = fields.String(data_key="syncMode", load_default=catalog.DEFAULT_SYNC_MODE,
+                              validate=validate.OneOf(catalog.SYNC_MODES))
+    sync_interval = fields.Integer(data_key="syncInterval", strict=True,
+                                   load_default=catalog.DEFAULT_SYNC_INTERVAL, validate=SYNC_INTERVAL)
+    instance = fields.Nested(InstanceCreateSchema)
+
+    @validates_schema
+    def _sync_mode_fits_backend(self, data, **kwargs):
+        mode, backend = data.get("sync_mode"), data.get("backend")
+        if mode and backend and mode not in ("poll", catalog.CDC_MODES[backend]):
+            raise ValidationError(
+                f"must be 'poll' or '{catalog.CDC_MODES[backend]}' for backend '{backend}'",
+                "syncMode",
+            )
+
+    @validates_schema
+    def _instance_schema_is_available(self, data, **kwargs):
+        instance, schemas = data.get("instance"), data.get("available_schemas")
+        if instance and schemas is not None and instance["mysql_db"] not in schemas:
+            raise ValidationError(
+                {"mysqlDb": [f"'{instance['mysql_db']}' is not in availableSchemas"]}, "instance"
+            )
+
+    @post_load
+    def _default_port(self, data, **kwargs):
+        data.setdefault("mysql_port", catalog.DEFAULT_PORTS[data["backend"]])
+        return data
+
+
+# -- databases ---------------------------------------------------------------
+
+
+class TagSchema(StrictSchema):
+    label = fields.String(required=True, validate=validate.Length(min=1, max=30))
+    color = fields.String(required=True, validate=validate.OneOf(catalog.TAG_COLORS))
+
+
+class PauseScheduleSchema(StrictSchema):
+    pause_at = fields.String(data_key="pauseAt", required=True, validate=HH_MM)
+    resume_at = fields.String(data_key="resumeAt", required=True, validate=HH_MM)
+    days = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0, max=6)),
+                       load_default=list, validate=[validate.Length(max=7), _unique])
+
+    @validates_schema
+    def _distinct_times(self, data, **kwargs):
+        if data.get("pause_at") and data.get("pause_at") == data.get("resume_at"):
+            raise ValidationError("must differ from pauseAt", "resumeAt")
+
+
+class DatabaseUpdateSchema(StrictSchema):
+    """PATCH /databases/{id}: every field optional; the nullable ones clear with null."""
+
+    name = fields.String(validate=NAME)
+    mysql_db = fields.String(data_key="mysqlDb", validate=SCHEMA_NAME)
+    instance_size = fields.String(data_key="instanceSize",
+                                  validate=validate.OneOf(tuple(catalog.INSTANCE_SIZES)))
+    log_level = fields.String(data_key="logLevel", validate=validate.OneOf(catalog.LOG_LEVELS))
+    binlog_server_id = fields.Integer(data_key="binlogServerId", allow_none=True, strict=True,
+                                      validate=BINLOG_SERVER_ID)
+    build_compute_override = fields.String(data_key="buildComputeOverride", allow_none=True,
+                                           validate=validate.OneOf(catalog.BUILD_COMPUTE_TYPES))
+    custom_domain = fields.String(data_key="reflexdbCustomDomain", allow_none=True,
+                                  validate=[validate.Length(min=1, max=63), CUSTOM_DOMAIN])
+    pause_schedule = fields.Nested(PauseScheduleSchema, data_key="pauseSchedule", allow_none=True)
+    tags = fields.List(fields.Nested(TagSchema), validate=validate.Length(max=5))
+    sync_mode = fields.String(data_key="syncMode", validate=validate.OneOf(catalog.SYNC_MODES))
+    sync_interval = fields.Integer(data_key="syncInterval", strict=True, validate=SYNC_INTERVAL)
+
+
+# -- management keys ---------------------------------------------------------
+
+
+class ManagementKeyCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    expires_at = UtcDateTime(data_key="expiresAt", allow_none=True, load_default=None)
+
+    @validates_schema
+    def _expiry_in_future(self, data, **kwargs):
+        expires_at = data.get("expires_at")
+        if expires_at is not None and expires_at <= dt.datetime.now(dt.timezone.utc).replace(tzinfo=None):
+            raise ValidationError("must be in the future", "expiresAt")
+
+
+# -- responses (dump only) ---------------------------------------------------
+
+
+class OutputSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+        ordered = True
+
+
+class DatabaseOut(OutputSchema):
+    id = fields.UUID()
+    customer_id = fields.UUID(data_key="customerId")
+    connection_id = fields.UUID(data_key="connectionId")
+    name = fields.String()
+    mysql_db = fields.String(data_key="mysqlDb")
+    sync_mode = fields.String(data_key="syncMode")
+    sync_interval = fields.Integer(data_key="syncInterval")
+    instance_size = fields.String(data_key="instanceSize")
+    task_cpu = fields.Function(lambda d: catalog.INSTANCE_SIZES[d.instance_size][0], data_key="taskCpu")
+    task_memory_mb = fields.Function(lambda d: catalog.INSTANCE_SIZES[d.instance_size][1],
+                                     data_key="taskMemoryMb")
+    log_level = fields.String(data_key="logLevel")
+    status = fields.String()
+    desired_state = fields.String(data_key="desiredState")
+    last_error = fields.String(data_key="lastError")
+    endpoint_url = fields.String(data_key="endpointUrl")
+    health_status = fields.String(data_key="healthStatus")
+    binlog_server_id = fields.Integer(data_key="binlogServerId")
+    build_compute_override = fields.String(data_key="buildComputeOverride")
+    custom_domain = fields.String(data_key="reflexdbCustomDomain")
+    pause_schedule = fields.Function(
+        lambda d: None if d.pause_schedule is None else {
+            "pauseAt": d.pause_schedule["pause_at"],
+            "resumeAt": d.pause_schedule["resume_at"],
+            "days": d.pause_schedule["days"],
+        },
+        data_key="pauseSchedule",
+    )
+    tags = fields.Raw()
+    region = fields.String()
+    created_at = UtcDateTime(data_key="createdAt")
+    updated_at = UtcDateTime(data_key="updatedAt")
+
+
+class ConnectionOut(OutputSchema):
+    id = fields.UUID()
+    customer_id = fields.UUID(data_key="customerId")
+    name = fields.String()
+    backend = fields.String()
+    host = fields.String(data_key="mysqlHost")
+    port = fields.Integer(data_key="mysqlPort")
+    available_schemas = fields.List(fields.String(), data_key="availableSchemas")
+    user = fields.String(data_key="mysqlUser")
+    allowed_sync_modes = fields.Function(
+        lambda c: catalog.allowed_sync_modes(c.backend, c.sync_mode), data_key="allowedSyncModes"
+    )
+    min_sync_interval = fields.Integer(attribute="sync_interval", data_key="minSyncInterval")
+    created_at = UtcDateTime(data_key="createdAt")
+    updated_at = UtcDateTime(data_key="updatedAt")
+
+
+class ConnectionWithDatabasesOut(ConnectionOut):
+    databases = fields.List(fields.Nested(DatabaseOut), attribute="live_databases")
+
+
+class ManagementKeyOut(OutputSchema):
+    id = fields.UUID()
+    customer_id = fields.UUID(data_key="customerId")
+    name = fields.String()
+    key_id = fields.String(data_key="keyId")
+    last_used_at = UtcDateTime(data_key="lastUsedAt")
+    expires_at = UtcDateTime(data_key="expiresAt")
+    revoked_at = UtcDateTime(data_key="revokedAt")
+    created_at = UtcDateTime(data_key="createdAt")
+
+
+class ManagementKeyCreatedOut(ManagementKeyOut):
+    key = fields.String()
+
+
+def load(schema: Schema, payload, *, partial: bool = False) -> dict:
+    """Validate `payload` with `schema`; raise InvalidRequest naming every bad field."""
+    from app.domain.errors import InvalidRequest
+
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    try:
+        return schema.load(payload, partial=partial)
+    except ValidationError as exc:
+        raise InvalidRequest(describe(exc.messages)) from None
+
+
+def describe(messages, prefix: str = "") -> str:
+    """Flatten marshmallow's nested messages into 'field: problem; other: problem'."""
+    parts = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            path = f"{prefix}.{key}" if prefix and key != "_schema" else (prefix or str(key))
+            if key == "_schema":
+                path = prefix or "body"
+            parts.append(describe(value, path))
+    elif isinstance(messages, list):
+        text = " ".join(str(m) if not isinstance(m, (dict, list)) else describe(m, prefix)
+                        for m in messages)
+        parts.append(f"{prefix}: {text}" if prefix else text)
+    else:
+        parts.append(f"{prefix}: {messages}" if prefix else str(messages))
+    return "; ".join(parts)

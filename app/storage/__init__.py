@@ -1,0 +1,1 @@
+"""Storage: the Peewee database, models, migrations and secret encryption."""

@@ -1,0 +1,73 @@
+"""The control plane's database: PostgreSQL (pooled) in production, SQLite embedded."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+
+from peewee import Database, DatabaseProxy, SqliteDatabase
+from playhouse.db_url import parse as parse_url
+from playhouse.migrations import Runner
+from playhouse.pool import PooledPostgresqlDatabase
+
+log = logging.getLogger(__name__)
+
+# Models bind to this proxy; the app factory or the CLI initialises it.
+db = DatabaseProxy()
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",     # readers never block the single writer
+    "foreign_keys": 1,
+    "busy_timeout": 15000,     # writers queue up instead of failing at once
+    "synchronous": "normal",
+}
+
+
+def make_database(database_url: str | None, data_dir: Path, pool_size: int = 20) -> Database:
+    """Build (without connecting) the database `database_url` names; unset means embedded SQLite."""
+    if not database_url:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return _sqlite(str(data_dir / "reflexdb.sqlite3"))
+    scheme = urlparse(database_url).scheme
+    if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
+        params = parse_url(database_url.replace("+pool", "", 1))
+        return PooledPostgresqlDatabase(
+            params.pop("database"),
+            max_connections=pool_size,
+            stale_timeout=300,
+            timeout=30,          # wait this long for a free pooled connection
+            **params,
+        )
+    if scheme == "sqlite":
+        # sqlite:///relative/path or sqlite:////absolute/path, as SQLAlchemy spells them.
+        return _sqlite(urlparse(database_url).path[1:])
+    raise ValueError(f"DATABASE_URL scheme {scheme!r} is not supported; use postgresql:// or sqlite://")
+
+
+def _sqlite(path: str) -> SqliteDatabase:
+    # BEGIN IMMEDIATE: every transaction takes the write lock up front, so
+    # write transactions serialise instead of failing on a lock upgrade. This is
+    # what stands in for PostgreSQL's row locks on the embedded store.
+    return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
+                          check_same_thread=False)
+
+
+def init_database(database: Database) -> None:
+    """Point the models at `database`."""
+    db.initialize(database)
+
+
+def is_sqlite() -> bool:
+    return isinstance(db.obj, SqliteDatabase)
+
+
+def migrate() -> list[str]:
+    """Apply every pending migration; returns the names applied."""
+    with db.connection_context():
+        applied = Runner(db.obj, directory=str(MIGRATIONS_DIR)).up()
+    for name in applied:
+        log.info("applied migration %s", name)
+    return applied

@@ -1,0 +1,159 @@
+"""Peewee models of the control plane, with their query intent as classmethods."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+    UUIDField,
+)
+
+from app.storage.database import db, is_sqlite
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now: every timestamp is stored as naive UTC."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(TextField):
+    """JSON stored as text, so it works the same on PostgreSQL and SQLite."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(Model):
+    id = UUIDField(primary_key=True, default=uuid.uuid4)
+
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Customer(BaseModel):
+    class Meta:
+        table_name = "customers"
+
+    name = CharField(max_length=100)
+    plan = CharField(max_length=20, default="free")
+    is_admin = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+
+
+class ManagementKey(BaseModel):
+    class Meta:
+        table_name = "management_keys"
+
+    customer = ForeignKeyField(Customer, backref="management_keys", on_delete="CASCADE")
+    name = CharField(max_length=100)
+    key_id = CharField(max_length=32, unique=True)
+    secret_hash = CharField(max_length=64)          # sha256 hex of the secret part
+    last_used_at = DateTimeField(null=True)
+    expires_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    @classmethod
+    def for_customer(cls, customer_id):
+        return cls.select().where(cls.customer == customer_id).order_by(cls.created_at, cls.id)
+
+
+class Connection(BaseModel):
+    class Meta:
+        table_name = "connections"
+
+    customer = ForeignKeyField(Customer, backref="connections", on_delete="CASCADE")
+    name = CharField(max_length=100)
+    backend = CharField(max_length=10)
+    host = CharField(max_length=255)
+    port = IntegerField()
+    available_schemas = JSONField()
+    user = CharField(max_length=255)
+    password_encrypted = TextField()                 # Fernet token, see app.storage.secrets
+    sync_mode = CharField(max_length=10)
+    sync_interval = IntegerField()
+    # Bumped on every change to host/port/user/password; a deployed instance
+    # records the version it was deployed with, so staleness is a comparison.
+    credentials_version = IntegerField(default=1)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    deleted_at = DateTimeField(null=True)
+
+    @classmethod
+    def active_for(cls, customer_id):
+        return cls.select().where((cls.customer == customer_id) & cls.deleted_at.is_null())
+
+    @classmethod
+    def lock_active(cls, customer_id, connection_id):
+        """The live connection, row-locked until the transaction ends (None if absent).
+
+        Every write that must agree with `available_schemas` (PATCH of the
+        connection, creating a database, changing a database's mysqlDb) takes
+        this lock first. SQLite has no row locks; there every transaction is
+        BEGIN IMMEDIATE (see app.storage.database), which serialises writers.
+        """
+        query = cls.active_for(customer_id).where(cls.id == connection_id)
+        if not is_sqlite():
+            query = query.for_update()
+        return query.first()
+
+
+class Database(BaseModel):
+    class Meta:
+        table_name = "databases"
+
+    customer = ForeignKeyField(Customer, backref="databases", on_delete="CASCADE")
+    connection = ForeignKeyField(Connection, backref="databases", on_delete="RESTRICT")
+    name = CharField(max_length=100)
+    mysql_db = CharField(max_length=64)
+    sync_mode = CharField(max_length=10)
+    sync_interval = IntegerField()
+    instance_size = CharField(max_length=10, default="nano")
+    log_level = CharField(max_length=10, default="info")
+    status = CharField(max_length=32, default="registered")
+    desired_state = CharField(max_length=32, null=True)
+    last_error = TextField(null=True)
+    endpoint_url = CharField(max_length=500, null=True)
+    health_status = CharField(max_length=20, null=True)
+    binlog_server_id = IntegerField(null=True)
+    build_compute_override = CharField(max_length=40, null=True)
+    custom_domain = CharField(max_length=63, null=True)
+    pause_schedule = JSONField(null=True)
+    tags = JSONField(default=list)
+    region = CharField(max_length=64)
+    # What the running instance was deployed with (null until first deploy):
+    # the credentials version and the settings, for credentialsPending and
+    # hasPendingChanges.
+    deployed_credentials_version = IntegerField(null=True)
+    deployed_config = JSONField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    deleted_at = DateTimeField(null=True)
+
+    @classmethod
+    def active(cls):
+        return cls.select().where(cls.deleted_at.is_null())
+
+    @classmethod
+    def active_for(cls, customer_id):
+        return cls.active().where(cls.customer == customer_id)
+
+    @classmethod
+    def active_on(cls, connection_id):
+        return cls.active().where(cls.connection == connection_id)
+
+
+ALL_MODELS = (Customer, ManagementKey, Connection, Database)

@@ -1,0 +1,5 @@
+"""Entry point for ASGI servers: `gunicorn wsgi:app` (see gunicorn.conf.py)."""
+
+from app import create_app
+
+app = create_app()
