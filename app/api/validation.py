@@ -62,7 +62,8 @@ def describe(error: ValidationError, name: str = "") -> str:
         "maxItems": lambda: f"must have at most {limit} items",
         "uniqueItems": lambda: "items must be unique",
         "enum": lambda: f"{value!r} is not one of {', '.join(map(str, limit))}",
-        "format": lambda: f"{value!r} is not a valid {limit}",
+        "format": lambda: (f"{value!r} is not an RFC 3339 date-time with an offset, e.g. 2030-01-01T00:00:00Z"
+                           if limit == "date-time" else f"{value!r} is not a valid {limit}"),
         "pattern": lambda: (f"{value!r} is not a valid UUID" if str(limit).startswith(UUID_PATTERN_PREFIX)
                             else f"{value!r} has the wrong format ({error.schema.get('description', limit)})"),
     }

@@ -7,6 +7,7 @@ import json
 import uuid
 
 from peewee import (
+    BigIntegerField,
     BooleanField,
     CharField,
     DateTimeField,
@@ -128,7 +129,7 @@ class Database(BaseModel):
     last_error = TextField(null=True)
     endpoint_url = CharField(max_length=500, null=True)
     health_status = CharField(max_length=20, null=True)
-    binlog_server_id = IntegerField(null=True)
+    binlog_server_id = BigIntegerField(null=True)
     build_compute_override = CharField(max_length=40, null=True)
     custom_domain = CharField(max_length=63, null=True)
     pause_schedule = JSONField(null=True)
