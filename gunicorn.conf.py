@@ -16,4 +16,4 @@ workers = int(os.environ.get("REFLEXDB_WORKERS", multiprocessing.cpu_count()))
 timeout = int(os.environ.get("REFLEXDB_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
-accesslog = os.environ.get("REFLEXDB_ACCESS_LOG", "-")
+accesslog = os.environ.get("REFLEXDB_ACCESS_LOG", "-") or None  # empty: no access log

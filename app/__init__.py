@@ -38,6 +38,7 @@ def create_app(settings=None):
         pythonic_params=True,
         strict_validation=True,
         validator_map=validator_map(),
+        validate_responses=settings.validate_responses,
     )
     register_error_handlers(app)
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER,

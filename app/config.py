@@ -22,6 +22,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     spec_path: Path = DEFAULT_SPEC
     log_level: str = "INFO"
+    validate_responses: bool = False       # tests turn this on: every response checked against the spec
     extra: dict = field(default_factory=dict)  # test overrides that have no env var
 
     @classmethod

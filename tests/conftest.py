@@ -94,9 +94,10 @@ def _stack(store: str, tmp_root: Path) -> Stack:
             _ensure_pg_database()
             settings = Settings.from_env(environ={}, database_url=PG_URL,
                                          secret_keys=(Fernet.generate_key().decode(),),
-                                         data_dir=tmp_root / "pg-data")
+                                         data_dir=tmp_root / "pg-data", validate_responses=True)
         else:
-            settings = Settings.from_env(environ={}, data_dir=tmp_root / "sqlite-data")
+            settings = Settings.from_env(environ={}, data_dir=tmp_root / "sqlite-data",
+                                         validate_responses=True)
         _stacks[store] = Stack(settings)
     return _stacks[store]
 

@@ -150,8 +150,8 @@ class TagSchema(StrictSchema):
 
 
 class PauseScheduleSchema(StrictSchema):
-    pause_at = fields.String(data_key="pauseAt", required=True, validate=HH_MM)
-    resume_at = fields.String(data_key="resumeAt", required=True, validate=HH_MM)
+    pause_at = fields.String(data_key="pauseAt", required=True, validate=[validate.Length(5, 5), HH_MM])
+    resume_at = fields.String(data_key="resumeAt", required=True, validate=[validate.Length(5, 5), HH_MM])
     days = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0, max=6)),
                        load_default=list, validate=[validate.Length(max=7), _unique])
 
