@@ -1,0 +1,380 @@
+"""Parsed query + artifact -> a plan: one SQLite statement per selection node."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Union
+
+from ..artifact import Column, Relation, SchemaArtifact, Table
+from .errors import QueryError, UnknownNameError
+from .filters import FilterCompiler, Resolved, quote_identifier
+from .nodes import FieldEntry, Location, Name, Path, Query, Selection, Wildcard
+from .parser import parse
+
+_STAR = (Wildcard(at=Location(0, 1, 1), with_relations=False),)
+
+
+# -- the plan ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ColumnOutput:
+    key: str                                   # output field name
+    index: int                                 # position in the node's fetched row
+    convert: Callable[[object], object] | None  # snapshot value -> JSON value
+
+
+@dataclass(frozen=True)
+class RelationOutput:
+    key: str    # output relation name
+    child: int  # position in the node's `children`
+
+
+@dataclass(frozen=True)
+class ChildPlan:
+    """How a nested selection hangs off its parent node."""
+
+    many: bool                      # array (reverse) or object/null (forward)
+    parent_key: tuple[int, ...]     # parent row positions holding the relation's columns
+    binary_key: tuple[bool, ...]    # key columns matched through hex() (bytes are not JSON)
+    node: "NodePlan"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One selection: its statement, and how its rows become output objects.
+
+    A child node's statement takes the JSON array of parent keys as its first
+    parameter, then `params`; the root's takes `params`, then LIMIT and OFFSET.
+    """
+
+    table: str                       # exposed table name, for messages
+    sql: str
+    params: tuple
+    link: tuple[int, ...]            # row positions of the key matched to the parent
+    outputs: tuple[Union[ColumnOutput, RelationOutput], ...]
+    children: tuple[ChildPlan, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compiled query, independent of the row limits applied when it runs."""
+
+    root: NodePlan
+    limit: int | None                # the root's own LIMIT, if it gave one
+    offset: int
+    # Every explicit LIMIT in the query, checked against max_limit at run time.
+    limits: tuple[tuple[int, Location], ...]
+
+
+# -- entry points -----------------------------------------------------------
+
+@functools.lru_cache(maxsize=256)
+def compile_query(artifact: SchemaArtifact, text: str) -> Plan:
+    """Parse and plan `text` against `artifact` (cached by both; artifacts are immutable)."""
+    return plan_query(artifact, parse(text))
+
+
+def plan_query(artifact: SchemaArtifact, query: Query) -> Plan:
+    """Resolve every name of `query` against `artifact` and build its statements."""
+    return _Planner(artifact).plan(query)
+
+
+# -- output conversion ------------------------------------------------------
+
+def _to_bool(value):
+    return bool(value)
+
+
+def _to_json(value):
+    if isinstance(value, (bytes, str)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value  # not JSON after all: serve the text rather than fail the query
+    return value
+
+
+def _to_base64(value):
+    if isinstance(value, str):
+        value = value.encode()
+    return base64.b64encode(value).decode("ascii")
+
+
+_CONVERTERS = {"boolean": _to_bool, "json": _to_json, "binary": _to_base64}
+
+
+# -- planning ---------------------------------------------------------------
+
+def _where(at: Location | None) -> dict:
+    if at is None:
+        return {}
+    return {"position": at.position, "line": at.line, "column": at.column}
+
+
+def _q(name: str) -> str:
+    return quote_identifier(name, "sqlite")
+
+
+def _source_column(table: Table, name: str) -> Column:
+    for column in table.columns:
+        if column.name == name:
+            return column
+    raise QueryError(f"the schema of table '{table.alias}' is inconsistent: "
+                     f"column '{name}' is missing")
+
+
+def _visible_fields(table: Table) -> list[str]:
+    return [column.field for column in table.columns if not column.hidden]
+
+
+def _rowid_name(table: Table) -> str | None:
+    names = {column.name.lower() for column in table.columns}
+    for candidate in ("rowid", "_rowid_", "oid"):
+        if candidate not in names:
+            return candidate
+    return None
+
+
+class _SnapshotFilter(FilterCompiler):
+    """Resolves filter paths on the snapshot: `t0.col`, or EXISTS through relations."""
+
+    def __init__(self, planner: "_Planner", table: Table, alias: str):
+        super().__init__("sqlite")
+        self.planner = planner
+        self.table = table
+        self.alias = alias
+        self.aliases = 0
+
+    def resolve(self, path: Path) -> Resolved:
+        table, alias = self.table, self.alias
+        hops = []
+        for name in path.names[:-1]:
+            relation = self.planner.artifact.relation(table.alias, name.text)
+            if relation is None:
+                if table.column(name.text) is not None:
+                    raise QueryError(f"'{name.text}' on table '{table.alias}' is a field, not a "
+                                     "relation: only relations can be followed with '.'",
+                                     **_where(name.at))
+                raise self.planner.unknown("relation", name, table)
+            target = self.planner.target_of(relation, name.at)
+            self.aliases += 1
+            target_alias = f"t{self.aliases}"
+            join = " AND ".join(
+                f"{target_alias}.{_q(target_column)} = {alias}.{_q(column)}"
+                for column, target_column in zip(relation.columns, relation.target_columns,
+                                                 strict=True))
+            hops.append((_q(target.name), target_alias, join))
+            table, alias = target, target_alias
+        last = path.names[-1]
+        column = table.column(last.text)
+        if column is None:
+            if self.planner.artifact.relation(table.alias, last.text) is not None:
+                raise QueryError(f"'{last.text}' on table '{table.alias}' is a relation: compare "
+                                 f"one of its fields, e.g. {path.dotted}.<field>",
+                                 **_where(last.at))
+            raise self.planner.unknown("field", last, table)
+
+        def wrap(predicate: str) -> str:
+            # "Any" semantics: a predicate through to-many relations holds when
+            # at least one related row satisfies it.
+            for target_name, target_alias, join in reversed(hops):
+                predicate = (f"EXISTS (SELECT 1 FROM {target_name} AS {target_alias} "
+                             f"WHERE {join} AND {predicate})")
+            return predicate
+
+        return f"{alias}.{_q(column.name)}", column, wrap
+
+
+class _Planner:
+    def __init__(self, artifact: SchemaArtifact):
+        self.artifact = artifact
+        self.limits: list[tuple[int, Location]] = []
+
+    def plan(self, query: Query) -> Plan:
+        selection = query.root
+        table = self.artifact.table(selection.name.text)
+        if table is None:
+            raise UnknownNameError("table", selection.name.text, table=None,
+                                   available=[t.alias for t in self.artifact.tables],
+                                   **_where(selection.at))
+        root = self._node(table, selection, link=(), many=True)
+        return Plan(root=root, limit=selection.limit, offset=selection.offset or 0,
+                    limits=tuple(self.limits))
+
+    # -- names ---------------------------------------------------------------
+
+    def unknown(self, kind: str, name, table: Table) -> UnknownNameError:
+        if kind == "relation":
+            available = [r.name for r in self.artifact.relations_of(table.alias)]
+        elif kind == "field":
+            available = _visible_fields(table)
+        else:
+            available = _visible_fields(table) + [
+                r.name for r in self.artifact.relations_of(table.alias)]
+        return UnknownNameError(kind, name.text, table=table.alias, available=available,
+                                **_where(name.at))
+
+    def target_of(self, relation: Relation, at: Location) -> Table:
+        target = self.artifact.table(relation.target)
+        if target is None:
+            raise QueryError(f"the schema is inconsistent: relation '{relation.name}' leads to "
+                             f"unknown table '{relation.target}'", **_where(at))
+        return target
+
+    def _entries(self, table: Table, selection: Selection) -> dict:
+        """Output name -> Column or (Relation, Selection), in selection order."""
+        entries: dict = {}
+        for entry in selection.entries:
+            if isinstance(entry, Wildcard):
+                # Wildcards never replace what is already there; explicit
+                # entries after them replace in place (dicts keep key order).
+                for column in table.columns:
+                    if not column.hidden:
+                        entries.setdefault(column.field, column)
+                if entry.with_relations:
+                    for relation in self.artifact.relations_of(table.alias):
+                        entries.setdefault(relation.name, (relation, Selection(
+                            name=Name(relation.name, entry.at), filter=None, entries=_STAR)))
+            elif isinstance(entry, FieldEntry):
+                column = table.column(entry.name.text)
+                if column is None:
+                    if self.artifact.relation(table.alias, entry.name.text) is not None:
+                        raise QueryError(
+                            f"'{entry.name.text}' on table '{table.alias}' is a relation: give "
+                            f"it a selection, e.g. {entry.name.text} {{ * }}",
+                            **_where(entry.name.at))
+                    raise self.unknown("field or relation", entry.name, table)
+                entries[column.field] = column
+            else:
+                relation = self.artifact.relation(table.alias, entry.name.text)
+                if relation is None:
+                    if table.column(entry.name.text) is not None:
+                        raise QueryError(
+                            f"'{entry.name.text}' on table '{table.alias}' is a field, not a "
+                            "relation: it takes no braces", **_where(entry.name.at))
+                    raise self.unknown("relation", entry.name, table)
+                entries[relation.name] = (relation, entry)
+        return entries
+
+    # -- nodes -------------------------------------------------------------
+
+    def _node(self, table: Table, selection: Selection, *, link: tuple[str, ...],
+              many: bool) -> NodePlan:
+        if not many and (selection.order_by or selection.limit is not None
+                         or selection.offset is not None):
+            at = (selection.order_by[0].name.at if selection.order_by
+                  else selection.limit_at or selection.offset_at)
+            raise QueryError(f"'{selection.name.text}' is a single object: ORDER BY, LIMIT and "
+                             "OFFSET apply only to lists", **_where(at))
+        if selection.limit is not None:
+            self.limits.append((selection.limit, selection.limit_at))
+
+        fetched: list[str] = []
+
+        def position_of(column_name: str) -> int:
+            if column_name not in fetched:
+                fetched.append(column_name)
+            return fetched.index(column_name)
+
+        link_positions = tuple(position_of(name) for name in link)
+        outputs, children = [], []
+        for key, entry in self._entries(table, selection).items():
+            if isinstance(entry, Column):
+                outputs.append(ColumnOutput(key=key, index=position_of(entry.name),
+                                            convert=_CONVERTERS.get(entry.type)))
+                continue
+            relation, child_selection = entry
+            target = self.target_of(relation, child_selection.at)
+            child = self._node(target, child_selection, link=relation.target_columns,
+                               many=relation.many)
+            binary = tuple(_source_column(target, name).type == "binary"
+                           for name in relation.target_columns)
+            children.append(ChildPlan(
+                many=relation.many, binary_key=binary, node=child,
+                parent_key=tuple(position_of(name) for name in relation.columns)))
+            outputs.append(RelationOutput(key=key, child=len(children) - 1))
+
+        sql, params = self._statement(table, selection, fetched, link, many)
+        return NodePlan(table=table.alias, sql=sql, params=params, link=link_positions,
+                        outputs=tuple(outputs), children=tuple(children))
+
+    def _statement(self, table: Table, selection: Selection, fetched: list[str],
+                   link: tuple[str, ...], many: bool) -> tuple[str, tuple]:
+        alias = "t0"
+        conditions, params = [], []
+        if link:
+            conditions.append(self._key_match(table, link, alias))
+        if selection.filter is not None:
+            sql, filter_params = _SnapshotFilter(self, table, alias).compile(selection.filter)
+            conditions.append(sql)
+            params.extend(filter_params)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        source = f"FROM {_q(table.name)} AS {alias}{where}"
+        order = self._order(table, selection, alias)
+        order_by = f" ORDER BY {order}" if order else ""
+        columns = [f"{alias}.{_q(name)}" for name in fetched] or ["1"]
+
+        if not link:  # the root: LIMIT and OFFSET are bound at run time
+            return f"SELECT {', '.join(columns)} {source}{order_by} LIMIT ? OFFSET ?", tuple(params)
+        if not (many and (selection.limit is not None or selection.offset)):
+            return f"SELECT {', '.join(columns)} {source}{order_by}", tuple(params)
+
+        # Paging per parent: number each parent's children in order, keep a window.
+        partition = ", ".join(f"{alias}.{_q(name)}" for name in link)
+        window = f"PARTITION BY {partition}" + order_by
+        inner = ", ".join(f"{column} AS c{i}" for i, column in enumerate(columns))
+        outer = ", ".join(f"c{i}" for i in range(len(columns)))
+        offset = selection.offset or 0
+        bounds = ' WHERE "__rn" > ?'
+        params.append(offset)
+        if selection.limit is not None:
+            bounds += ' AND "__rn" <= ?'
+            params.append(offset + selection.limit)
+        sql = (f'SELECT {outer} FROM (SELECT {inner}, ROW_NUMBER() OVER ({window}) AS "__rn" '
+               f'{source}){bounds} ORDER BY "__rn"')
+        return sql, tuple(params)
+
+    def _key_match(self, table: Table, link: tuple[str, ...], alias: str) -> str:
+        # The parent keys arrive as one JSON array parameter, so a nested
+        # selection costs one statement whatever the number of parent rows.
+        expressions = []
+        for name in link:
+            expression = f"{alias}.{_q(name)}"
+            if _source_column(table, name).type == "binary":
+                expression = f"hex({expression})"
+            expressions.append(expression)
+        if len(expressions) == 1:
+            return f"{expressions[0]} IN (SELECT value FROM json_each(?))"
+        extracts = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(expressions)))
+        return f"({', '.join(expressions)}) IN (SELECT {extracts} FROM json_each(?))"
+
+    def _order(self, table: Table, selection: Selection, alias: str) -> str:
+        parts, ordered = [], set()
+        for key in selection.order_by:
+            column = table.column(key.name.text)
+            if column is None:
+                if self.artifact.relation(table.alias, key.name.text) is not None:
+                    raise QueryError(f"'{key.name.text}' on table '{table.alias}' is a relation: "
+                                     "ORDER BY takes fields only", **_where(key.name.at))
+                raise self.unknown("field", key.name, table)
+            part = f"{alias}.{_q(column.name)} {'DESC' if key.descending else 'ASC'}"
+            if key.nulls:
+                part += f" NULLS {key.nulls.upper()}"
+            parts.append(part)
+            ordered.add(column.name)
+        # Break ties by primary key (rowid without one) so results and pages are stable.
+        if table.primary_key:
+            tiebreak = [f"{alias}.{_q(name)}" for name in table.primary_key
+                        if name not in ordered]
+        else:
+            rowid = _rowid_name(table)
+            tiebreak = [f"{alias}.{rowid}"] if rowid else []
+        return ", ".join(parts + tiebreak)
+
+
+__all__ = ["Plan", "NodePlan", "ChildPlan", "ColumnOutput", "RelationOutput",
+           "compile_query", "plan_query"]
