@@ -1,0 +1,215 @@
+"""What every source adapter shares: credentials, errors and the introspected schema.
+
+A source is the customer's database server. An adapter connects to it with the
+connection's credentials, checks that one schema is readable, describes that
+schema (`SourceSchema`) and streams table rows already converted to the
+snapshot storage types of `app.instance.artifact`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Self
+
+from app.instance import artifact
+
+BACKENDS = ("mysql", "postgres")
+
+# Default PostgreSQL database when the credentials name none. The contract's
+# connection has no database field, so `SourceCredentials.for_target` also
+# accepts "<database>.<schema>" in the database's `mysqlDb`.
+DEFAULT_POSTGRES_DATABASE = "postgres"
+
+ERROR_CODES = ("unreachable", "auth_failed", "schema_missing", "access_denied", "source_error")
+
+
+@dataclass(frozen=True)
+class SourceCredentials:
+    """How to reach one schema on a source server."""
+
+    backend: str
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    # MySQL: the database name. PostgreSQL: a schema inside `database`.
+    schema: str
+    # PostgreSQL only: the database to connect to (None = "postgres").
+    database: str | None = None
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unsupported source backend {self.backend!r}; "
+                             f"expected one of {', '.join(BACKENDS)}")
+        if not self.schema:
+            raise ValueError("a source schema name is required")
+
+    @property
+    def postgres_database(self) -> str:
+        """The PostgreSQL database the adapter connects to."""
+        return self.database or DEFAULT_POSTGRES_DATABASE
+
+    @property
+    def target(self) -> str:
+        """Where the data lives, for messages: `db` (MySQL) or `db.schema` (PostgreSQL)."""
+        if self.backend == "postgres":
+            return f"{self.postgres_database}.{self.schema}"
+        return self.schema
+
+    @classmethod
+    def for_target(cls, *, backend: str, host: str, port: int, user: str, password: str,
+                   target: str) -> SourceCredentials:
+        """Credentials from a connection plus a database's `mysqlDb`.
+
+        For PostgreSQL, `target` is `schema` (in the "postgres" database) or
+        `database.schema`; the first dot separates the two.
+        """
+        database = None
+        schema = target
+        if backend == "postgres" and "." in target:
+            database, schema = target.split(".", 1)
+        return cls(backend=backend, host=host, port=port, user=user, password=password,
+                   schema=schema, database=database)
+
+
+class SourceError(Exception):
+    """A source could not be used; the message says what to fix.
+
+    `code` is one of ERROR_CODES. The message never contains the password.
+    """
+
+    def __init__(self, code: str, message: str):
+        if code not in ERROR_CODES:
+            raise ValueError(f"unknown source error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def scrub(text: str, password: str) -> str:
+    """`text` on one line, with every occurrence of `password` masked."""
+    text = " ".join(str(text).split())
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+# -- the introspected schema -------------------------------------------------
+
+@dataclass(frozen=True)
+class SourceColumn:
+    name: str
+    type: str            # one of artifact.COLUMN_TYPES
+    source_type: str     # the type as the source spells it, e.g. "tinyint(1)"
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str                         # constraint name
+    columns: tuple[str, ...]          # on the referencing table, in key order
+    target_table: str                 # in the same schema
+    target_columns: tuple[str, ...]   # on the target table, matching `columns`
+
+    def __post_init__(self):
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "target_columns", tuple(self.target_columns))
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    name: str
+    columns: tuple[SourceColumn, ...]           # ordinal order
+    primary_key: tuple[str, ...] = ()           # key order; empty when none
+    foreign_keys: tuple[ForeignKey, ...] = ()   # sorted by constraint name
+
+    def __post_init__(self):
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "primary_key", tuple(self.primary_key))
+        object.__setattr__(self, "foreign_keys", tuple(self.foreign_keys))
+
+    def column(self, name: str) -> SourceColumn | None:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        return None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+
+@dataclass(frozen=True)
+class SourceSchema:
+    backend: str
+    schema: str
+    tables: tuple[SourceTable, ...]   # sorted by name
+
+    def __post_init__(self):
+        object.__setattr__(self, "tables", tuple(self.tables))
+
+    def table(self, name: str) -> SourceTable | None:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        return None
+
+
+# -- the adapter interface ---------------------------------------------------
+
+class Source:
+    """An open connection to one source schema. Use as a context manager."""
+
+    backend = ""
+
+    def __init__(self, credentials: SourceCredentials, *, connect_timeout: int = 10):
+        self.credentials = credentials
+        self.connect_timeout = connect_timeout
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self.credentials
+        return f"<{type(self).__name__} {c.user}@{c.host}:{c.port}/{c.target}>"
+
+    def check_access(self) -> None:
+        """Raise SourceError unless the schema exists and every table in it is readable."""
+        raise NotImplementedError
+
+    def introspect(self) -> SourceSchema:
+        """Tables, columns, primary keys and foreign keys of the schema."""
+        raise NotImplementedError
+
+    def stream_rows(self, table: artifact.Table, where: tuple[str, list] | None = None, *,
+                    batch_size: int = 5000) -> Iterator[list[tuple]]:
+        """Batches of `table.columns` values, converted to snapshot storage types.
+
+        `where` is `(sql, params)` in the driver's `%s` parameter style.
+        """
+        raise NotImplementedError
+
+    def row_count_estimates(self) -> dict[str, int | None]:
+        """A cheap estimate of the row count of every table, by table name."""
+        raise NotImplementedError
+
+    def row_count_estimate(self, table: artifact.Table | SourceTable | str) -> int | None:
+        """A cheap estimate of one table's row count, or None when unknown."""
+        name = table if isinstance(table, str) else table.name
+        return self.row_count_estimates().get(name)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def open_source(credentials: SourceCredentials, *, connect_timeout: int = 10) -> Source:
+    """Connect to the source; raises SourceError (unreachable, auth_failed...)."""
+    if credentials.backend == "mysql":
+        from app.sources.mysql import MySQLSource
+        return MySQLSource(credentials, connect_timeout=connect_timeout)
+    from app.sources.postgres import PostgresSource
+    return PostgresSource(credentials, connect_timeout=connect_timeout)

@@ -1,0 +1,372 @@
+"""MySQL and MariaDB sources, through PyMySQL."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+import pymysql
+import pymysql.cursors
+from pymysql.constants import FIELD_TYPE
+from pymysql.converters import conversions, through
+
+from app.instance import artifact
+from app.sources import values
+from app.sources.base import (
+    ForeignKey,
+    Source,
+    SourceColumn,
+    SourceCredentials,
+    SourceError,
+    SourceSchema,
+    SourceTable,
+    scrub,
+)
+
+# Server-side wait for a slow consumer of a streamed result (seconds). The
+# default (60) is too short when the loader writes a large batch.
+NET_WRITE_TIMEOUT = 600
+
+# Tables checked per probe statement in check_access.
+PROBE_CHUNK = 100
+
+_UNREACHABLE = {2002, 2003, 2005, 2006, 2013, 2055}
+_AUTH_FAILED = {1045, 1130, 1251, 1698}
+_ACCESS_DENIED = {1044, 1142, 1143, 1227}
+
+
+# Errors a driver raises for the server, the network or the SQL.
+_DRIVER_ERRORS = (pymysql.MySQLError, OSError)
+
+
+def quote_identifier(name: str) -> str:
+    """`name` as a MySQL identifier."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def logical_type(data_type: str, column_type: str) -> str:
+    """The artifact column type of a MySQL column."""
+    data_type = data_type.lower()
+    column_type = column_type.lower()
+    if data_type == "tinyint":
+        return "boolean" if column_type.startswith("tinyint(1)") else "integer"
+    if data_type == "bit":
+        return "boolean" if column_type == "bit(1)" else "integer"
+    return _TYPES.get(data_type, "text")
+
+
+_TYPES = {
+    **dict.fromkeys(("smallint", "mediumint", "int", "integer", "bigint", "year"), "integer"),
+    **dict.fromkeys(("decimal", "numeric", "dec", "fixed"), "decimal"),
+    **dict.fromkeys(("float", "double", "real", "double precision"), "float"),
+    **dict.fromkeys(("char", "varchar", "tinytext", "text", "mediumtext", "longtext",
+                     "enum", "set", "uuid", "inet4", "inet6"), "text"),
+    "json": "json",
+    **dict.fromkeys(("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob",
+                     "geometry", "point", "linestring", "polygon", "multipoint",
+                     "multilinestring", "multipolygon", "geometrycollection"), "binary"),
+    "date": "date",
+    "datetime": "datetime",
+    "timestamp": "datetime",
+    "time": "time",
+}
+
+# Types PyMySQL already returns as str; others mapped to text (e.g. a future
+# type) go through values.to_text.
+_NATIVE_TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set",
+                "json"}
+
+# Temporal values arrive as the server's text; decimals straight as float.
+_CONVERSIONS = {**conversions, FIELD_TYPE.DATE: through, FIELD_TYPE.DATETIME: through,
+                FIELD_TYPE.TIMESTAMP: through, FIELD_TYPE.TIME: through,
+                FIELD_TYPE.DECIMAL: float, FIELD_TYPE.NEWDECIMAL: float}
+
+
+def _error_code(exc: Exception) -> int | None:
+    if exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+class MySQLSource(Source):
+    backend = "mysql"
+
+    def __init__(self, credentials: SourceCredentials, *, connect_timeout: int = 10):
+        super().__init__(credentials, connect_timeout=connect_timeout)
+        self._connection = None
+        self._active_cursor = None
+        self._connect()
+
+    # -- connection ----------------------------------------------------------
+
+    def _connect(self) -> None:
+        c = self.credentials
+        try:
+            connection = pymysql.connect(
+                host=c.host, port=int(c.port), user=c.user, password=c.password,
+                connect_timeout=self.connect_timeout, charset="utf8mb4", autocommit=True,
+                conv=_CONVERSIONS, local_infile=False)
+        except _DRIVER_ERRORS as exc:
+            raise self._translate(exc, "connecting") from None
+        try:
+            with connection.cursor() as cursor:
+                # UTC so TIMESTAMP values (stored in UTC) come back unshifted.
+                cursor.execute("SET SESSION time_zone = '+00:00'")
+                cursor.execute(f"SET SESSION net_write_timeout = {NET_WRITE_TIMEOUT}")
+                cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        except _DRIVER_ERRORS as exc:
+            connection.close()
+            raise self._translate(exc, "setting up the session") from None
+        self._connection = connection
+
+    @property
+    def _conn(self):
+        if self._connection is None:
+            self._connect()
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                self._connection.close()
+            self._connection = None
+
+    def _abandon(self, cursor=None) -> None:
+        # A half-read unbuffered result can only be skipped by reading it to the
+        # end; dropping the connection is cheaper. The next call reconnects.
+        for result in (getattr(cursor, "_result", None),
+                       getattr(self._connection, "_result", None)):
+            if result is not None:
+                result.unbuffered_active = False   # nothing left to drain on a closed socket
+        if self._connection is not None:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                self._connection._force_close()
+            self._connection = None
+
+    def _translate(self, exc: Exception, doing: str) -> SourceError:
+        c = self.credentials
+        code = _error_code(exc)
+        detail = scrub(exc.args[1] if len(exc.args) > 1 else exc, c.password)
+        where = f"{c.host}:{c.port}"
+        if code in _UNREACHABLE:
+            return SourceError("unreachable", f"cannot reach the MySQL server at {where} "
+                               f"while {doing}: check the host, the port and that the server "
+                               f"accepts connections from this service ({detail})")
+        if code in _AUTH_FAILED:
+            return SourceError("auth_failed", f"the MySQL server at {where} rejected user "
+                               f"{c.user!r}: check the user name and password, and that the user "
+                               f"may connect from this service's address")
+        if code == 1049:
+            return SourceError("schema_missing", f"database {c.schema!r} does not exist on "
+                               f"the MySQL server at {where}")
+        if code in _ACCESS_DENIED:
+            return SourceError("access_denied", f"user {c.user!r} may not read database "
+                               f"{c.schema!r} while {doing}: grant it SELECT on the database "
+                               f"({detail})")
+        return SourceError("source_error", f"the MySQL server at {where} failed while {doing}: "
+                           f"{detail}")
+
+    def _query(self, sql: str, params=None, doing: str = "reading the schema") -> list[tuple]:
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return [tuple(values.to_text(v) if isinstance(v, bytes) else v for v in row)
+                        for row in cursor.fetchall()]
+        except _DRIVER_ERRORS as exc:
+            raise self._translate(exc, doing) from None
+
+    # -- schema --------------------------------------------------------------
+
+    def _table_names(self) -> list[str]:
+        rows = self._query("SELECT TABLE_NAME FROM information_schema.TABLES "
+                           "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' "
+                           "ORDER BY TABLE_NAME", [self.credentials.schema])
+        return [row[0] for row in rows]
+
+    def check_access(self) -> None:
+        schema = self.credentials.schema
+        found = self._query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+                            "WHERE SCHEMA_NAME = %s", [schema], "checking the database")
+        if not found:
+            # Not listed: missing, or invisible to this user. USE tells which.
+            try:
+                self._conn.select_db(schema)
+            except _DRIVER_ERRORS as exc:
+                raise self._translate(exc, "opening the database") from None
+        names = self._table_names()
+        denied = []
+        for start in range(0, len(names), PROBE_CHUNK):
+            chunk = names[start:start + PROBE_CHUNK]
+            if self._readable(chunk):
+                continue
+            # Some table in the chunk is not readable: find which, one by one.
+            denied.extend(name for name in chunk if not self._readable([name]))
+        if denied:
+            c = self.credentials
+            shown = ", ".join(repr(name) for name in denied[:5])
+            more = f" and {len(denied) - 5} more" if len(denied) > 5 else ""
+            raise SourceError("access_denied", f"user {c.user!r} may not read table "
+                              f"{shown}{more} in database {c.schema!r}: grant it SELECT on "
+                              f"the database's tables")
+
+    def _readable(self, names: list[str]) -> bool:
+        """Whether the user may SELECT from every table in `names` (one round trip)."""
+        schema = quote_identifier(self.credentials.schema)
+        probe = " UNION ALL ".join(f"SELECT 1 FROM {schema}.{quote_identifier(name)} WHERE 1 = 0"
+                                   for name in names)
+        try:
+            self._query(probe, None, "checking that its tables are readable")
+        except SourceError as error:
+            if error.code == "access_denied":
+                return False
+            raise
+        return True
+
+    def introspect(self) -> SourceSchema:
+        schema = self.credentials.schema
+        names = self._table_names()
+        columns = {name: [] for name in names}
+        json_columns = self._mariadb_json_columns()
+        for table, column, nullable, data_type, column_type in self._query(
+                "SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, DATA_TYPE, COLUMN_TYPE "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                "ORDER BY TABLE_NAME, ORDINAL_POSITION", [schema]):
+            if table not in columns:
+                continue
+            if (table, column) in json_columns:
+                kind, column_type = "json", "json"
+            else:
+                kind = logical_type(data_type, column_type)
+            columns[table].append(SourceColumn(name=column, type=kind, source_type=column_type,
+                                               nullable=nullable == "YES"))
+        primary_keys = {name: [] for name in names}
+        for table, column in self._query(
+                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                "WHERE TABLE_SCHEMA = %s AND CONSTRAINT_NAME = 'PRIMARY' "
+                "ORDER BY TABLE_NAME, ORDINAL_POSITION", [schema]):
+            if table in primary_keys:
+                primary_keys[table].append(column)
+        foreign_keys = {name: {} for name in names}
+        for table, constraint, column, target, target_column in self._query(
+                "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, "
+                "REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                "WHERE TABLE_SCHEMA = %s AND REFERENCED_TABLE_SCHEMA = %s "
+                "AND REFERENCED_TABLE_NAME IS NOT NULL "
+                "ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION", [schema, schema]):
+            if table not in foreign_keys or target not in foreign_keys:
+                continue
+            key = foreign_keys[table].setdefault(constraint, (target, [], []))
+            key[1].append(column)
+            key[2].append(target_column)
+        tables = tuple(
+            SourceTable(
+                name=name, columns=tuple(columns[name]), primary_key=tuple(primary_keys[name]),
+                foreign_keys=tuple(
+                    ForeignKey(name=constraint, columns=cols, target_table=target,
+                               target_columns=target_cols)
+                    for constraint, (target, cols, target_cols)
+                    in sorted(foreign_keys[name].items())))
+            for name in names)
+        return SourceSchema(backend=self.backend, schema=schema, tables=tables)
+
+    def _mariadb_json_columns(self) -> set[tuple[str, str]]:
+        # MariaDB's JSON is LONGTEXT plus a CHECK (json_valid(`col`)) constraint.
+        if "mariadb" not in (self._conn.server_version or "").lower():
+            return set()
+        found = set()
+        for table, clause in self._query(
+                "SELECT TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = %s", [self.credentials.schema]):
+            match = re.fullmatch(r"json_valid\(`((?:[^`]|``)+)`\)", clause or "")
+            if match:
+                found.add((table, match.group(1).replace("``", "`")))
+        return found
+
+    def _source_types(self, table: str) -> dict[str, tuple[str, str]]:
+        rows = self._query("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE "
+                           "FROM information_schema.COLUMNS "
+                           "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                           [self.credentials.schema, table], f"reading table {table!r}")
+        return {name: (data_type.lower(), column_type.lower())
+                for name, data_type, column_type in rows}
+
+    def row_count_estimates(self) -> dict[str, int | None]:
+        rows = self._query("SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
+                           "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
+                           [self.credentials.schema])
+        return {name: (None if count is None else int(count)) for name, count in rows}
+
+    # -- rows ----------------------------------------------------------------
+
+    def _select(self, table: artifact.Table):
+        """The SELECT list and the per-column converters for `table`."""
+        source_types = self._source_types(table.name)
+        if not source_types:
+            raise SourceError("source_error", f"table {table.name!r} no longer exists in "
+                              f"database {self.credentials.schema!r}: rebuild the database")
+        expressions, converters = [], []
+        for column in table.columns:
+            if column.name not in source_types:
+                raise SourceError("source_error", f"column {column.name!r} no longer exists on "
+                                  f"table {table.name!r}: rebuild the database")
+            data_type, _ = source_types[column.name]
+            expression = quote_identifier(column.name)
+            if data_type == "bit":   # BIT arrives as raw bytes; + 0 makes it a number
+                expression = f"({expression} + 0)"
+            expressions.append(expression)
+            converters.append(_converter(column.type, data_type))
+        return expressions, values.row_converter(converters)
+
+    def stream_rows(self, table: artifact.Table, where: tuple[str, list] | None = None, *,
+                    batch_size: int = 5000) -> Iterator[list[tuple]]:
+        expressions, convert = self._select(table)
+        sql = (f"SELECT {', '.join(expressions)} FROM "
+               f"{quote_identifier(self.credentials.schema)}.{quote_identifier(table.name)}")
+        params = None
+        if where is not None:
+            sql = sql.replace("%", "%%") + f" WHERE ({where[0]})"
+            params = list(where[1])
+        finished = False
+        cursor = None
+        try:
+            cursor = self._conn.cursor(pymysql.cursors.SSCursor)
+            self._active_cursor = cursor
+            cursor.execute(sql, params)
+            while True:
+                rows = cursor.fetchmany(batch_size)
+                if not rows:
+                    break
+                yield [convert(row) for row in rows]
+            finished = True
+        except _DRIVER_ERRORS as exc:
+            finished = True  # the connection is unusable after a failed read anyway
+            self._abandon(cursor)
+            raise self._translate(exc, f"reading table {table.name!r}") from None
+        finally:
+            self._active_cursor = None
+            if finished and cursor is not None and self._connection is not None:
+                cursor.close()
+            elif not finished:
+                self._abandon(cursor)
+
+
+def _converter(kind: str, data_type: str):
+    """The storage conversion of one column, or None when none is needed."""
+    if kind == "boolean":
+        return values.to_bool
+    if kind == "date":
+        return values.date_text
+    if kind == "datetime":
+        if data_type == "timestamp":
+            return _zoned_datetime
+        return values.datetime_text
+    if kind == "time":
+        return values.time_text
+    if kind in ("text", "json") and data_type not in _NATIVE_TEXT:
+        return values.to_text
+    return None
+
+
+def _zoned_datetime(value):
+    return values.datetime_text(value, zoned=True)

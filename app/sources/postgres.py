@@ -1,0 +1,357 @@
+"""PostgreSQL sources, through psycopg2.
+
+The credentials' `schema` is a schema inside `database` (default "postgres").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator
+
+import psycopg2
+
+from app.instance import artifact
+from app.sources import values
+from app.sources.base import (
+    ForeignKey,
+    Source,
+    SourceColumn,
+    SourceCredentials,
+    SourceError,
+    SourceSchema,
+    SourceTable,
+    scrub,
+)
+
+# Ordinary and partitioned tables; partitions are read through their parent.
+_TABLES = "c.relkind IN ('r', 'p') AND NOT c.relispartition"
+
+_AUTH_FAILED_TEXT = ("password authentication failed", "no pg_hba.conf entry", "role ",
+                     "authentication failed", "no password supplied", "password is required")
+_UNREACHABLE_TEXT = ("could not connect", "connection refused", "could not translate host name",
+                     "timeout expired", "timed out", "no route to host", "network is unreachable",
+                     "server closed the connection", "connection to server", "terminating connection")
+
+
+# Errors a driver raises for the server, the network or the SQL.
+_DRIVER_ERRORS = (psycopg2.Error, OSError)
+
+
+def quote_identifier(name: str) -> str:
+    """`name` as a PostgreSQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_TYPES = {
+    **dict.fromkeys(("int2", "int4", "int8", "oid"), "integer"),
+    **dict.fromkeys(("numeric", "money"), "decimal"),
+    **dict.fromkeys(("float4", "float8"), "float"),
+    "bool": "boolean",
+    **dict.fromkeys(("json", "jsonb"), "json"),
+    "bytea": "binary",
+    "date": "date",
+    **dict.fromkeys(("timestamp", "timestamptz"), "datetime"),
+    **dict.fromkeys(("time", "timetz"), "time"),
+}
+
+
+def logical_type(type_name: str, type_kind: str = "b", category: str = "") -> str:
+    """The artifact column type of a PostgreSQL type (domains resolved to their base).
+
+    `type_kind` is pg_type.typtype ('e' = enum), `category` pg_type.typcategory
+    ('A' = array). Anything unknown (uuid, citext, enums, inet, interval...) is text.
+    """
+    if category == "A":
+        return "json"
+    if type_kind == "e":
+        return "text"
+    return _TYPES.get(type_name, "text")
+
+
+# Columns with their domain-resolved base type: name, nullable, source type text,
+# base type name, base typtype, base typcategory.
+_COLUMNS_SQL = f"""
+SELECT c.relname, a.attname, NOT a.attnotnull, format_type(a.atttypid, a.atttypmod),
+       bt.typname, bt.typtype, bt.typcategory
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+WHERE c.relnamespace = %(namespace)s AND {_TABLES} AND a.attnum > 0 AND NOT a.attisdropped
+  {{table_filter}}
+ORDER BY c.relname, a.attnum
+"""
+
+
+class PostgresSource(Source):
+    backend = "postgres"
+
+    def __init__(self, credentials: SourceCredentials, *, connect_timeout: int = 10):
+        super().__init__(credentials, connect_timeout=connect_timeout)
+        self._connection = None
+        self._active_cursor = None
+        self._cursor_names = itertools.count(1)
+        self._connect()
+
+    # -- connection ----------------------------------------------------------
+
+    def _connect(self) -> None:
+        c = self.credentials
+        try:
+            # Keyword arguments, never a DSN string: the password stays out of
+            # every text psycopg2 or libpq might echo.
+            connection = psycopg2.connect(
+                host=c.host, port=int(c.port), user=c.user, password=c.password,
+                dbname=c.postgres_database, connect_timeout=self.connect_timeout,
+                application_name="reflexdb-source")
+        except _DRIVER_ERRORS as exc:
+            raise self._translate(exc, "connecting") from None
+        try:
+            connection.set_session(readonly=True, autocommit=False)
+            with connection.cursor() as cursor:
+                # Temporal values are read as ISO text in UTC (see values.py).
+                cursor.execute("SET TIME ZONE 'UTC'")
+                cursor.execute("SET DateStyle = 'ISO, YMD'")
+            connection.commit()
+        except _DRIVER_ERRORS as exc:
+            connection.close()
+            raise self._translate(exc, "setting up the session") from None
+        self._connection = connection
+
+    @property
+    def _conn(self):
+        if self._connection is None or self._connection.closed:
+            self._connect()
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                self._connection.close()
+            self._connection = None
+
+    def _end_transaction(self) -> None:
+        if self._connection is not None and not self._connection.closed:
+            try:
+                self._connection.rollback()
+            except _DRIVER_ERRORS:
+                self.close()
+
+    def _translate(self, exc: Exception, doing: str) -> SourceError:
+        c = self.credentials
+        where = f"{c.host}:{c.port}"
+        pgcode = getattr(exc, "pgcode", None) or ""
+        detail = scrub(getattr(exc, "pgerror", None) or exc, c.password)
+        text = detail.lower()
+        if pgcode == "42501" or "permission denied" in text:
+            return SourceError("access_denied", f"user {c.user!r} may not read schema "
+                               f"{c.target!r} while {doing}: grant it CONNECT on the database, "
+                               f"USAGE on the schema and SELECT on its tables ({detail})")
+        if pgcode == "3D000" or (not pgcode and "database" in text and "does not exist" in text):
+            return SourceError("schema_missing", f"database {c.postgres_database!r} does not "
+                               f"exist on the PostgreSQL server at {where}")
+        if pgcode == "3F000":
+            return SourceError("schema_missing", f"schema {c.schema!r} does not exist in "
+                               f"database {c.postgres_database!r}")
+        if pgcode.startswith("28") or (
+                not pgcode and any(marker in text for marker in _AUTH_FAILED_TEXT)):
+            return SourceError("auth_failed", f"the PostgreSQL server at {where} rejected user "
+                               f"{c.user!r}: check the user name and password, and that the "
+                               f"server's pg_hba.conf lets the user connect from this service's "
+                               f"address")
+        if pgcode.startswith("08") or pgcode in ("57P01", "57P02", "57P03") or (
+                not pgcode and (isinstance(exc, psycopg2.OperationalError)
+                                or any(marker in text for marker in _UNREACHABLE_TEXT))):
+            return SourceError("unreachable", f"cannot reach the PostgreSQL server at {where} "
+                               f"while {doing}: check the host, the port and that the server "
+                               f"accepts connections from this service ({detail})")
+        return SourceError("source_error", f"the PostgreSQL server at {where} failed while "
+                           f"{doing}: {detail}")
+
+    def _query(self, sql: str, params=None, doing: str = "reading the schema") -> list[tuple]:
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+        except _DRIVER_ERRORS as exc:
+            raise self._translate(exc, doing) from None
+        finally:
+            self._end_transaction()
+
+    # -- schema --------------------------------------------------------------
+
+    def _namespace(self) -> int:
+        rows = self._query("SELECT oid, has_schema_privilege(oid, 'USAGE') FROM pg_namespace "
+                           "WHERE nspname = %s", [self.credentials.schema],
+                           "checking the schema")
+        if not rows:
+            c = self.credentials
+            raise SourceError("schema_missing", f"schema {c.schema!r} does not exist in "
+                              f"database {c.postgres_database!r} on the PostgreSQL server at "
+                              f"{c.host}:{c.port}")
+        oid, usable = rows[0]
+        if not usable:
+            raise SourceError("access_denied", f"user {self.credentials.user!r} may not use "
+                              f"schema {self.credentials.target!r}: grant it USAGE on the schema "
+                              f"and SELECT on its tables")
+        return oid
+
+    def check_access(self) -> None:
+        namespace = self._namespace()
+        denied = [row[0] for row in self._query(
+            f"SELECT c.relname FROM pg_class c WHERE c.relnamespace = %s AND {_TABLES} "
+            f"AND NOT has_any_column_privilege(c.oid, 'SELECT') ORDER BY c.relname",
+            [namespace], "checking that its tables are readable")]
+        if denied:
+            shown = ", ".join(repr(name) for name in denied[:5])
+            more = f" and {len(denied) - 5} more" if len(denied) > 5 else ""
+            raise SourceError("access_denied", f"user {self.credentials.user!r} may not read "
+                              f"table {shown}{more} in schema {self.credentials.target!r}: "
+                              f"grant it SELECT on the schema's tables")
+
+    def introspect(self) -> SourceSchema:
+        namespace = self._namespace()
+        names = sorted(row[0] for row in self._query(
+            f"SELECT c.relname FROM pg_class c WHERE c.relnamespace = %s AND {_TABLES}",
+            [namespace]))
+        columns = {name: [] for name in names}
+        for table, column, nullable, source_type, type_name, type_kind, category in self._query(
+                _COLUMNS_SQL.format(table_filter=""), {"namespace": namespace}):
+            if table in columns:
+                columns[table].append(SourceColumn(
+                    name=column, type=logical_type(type_name, type_kind, category),
+                    source_type=source_type, nullable=nullable))
+        primary_keys = {name: [] for name in names}
+        for table, column in self._query(
+                "SELECT c.relname, a.attname FROM pg_constraint k "
+                "JOIN pg_class c ON c.oid = k.conrelid "
+                "CROSS JOIN LATERAL unnest(k.conkey) WITH ORDINALITY AS u(attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum "
+                "WHERE k.contype = 'p' AND c.relnamespace = %s "
+                "ORDER BY c.relname, u.ord", [namespace]):
+            if table in primary_keys:
+                primary_keys[table].append(column)
+        foreign_keys = {name: {} for name in names}
+        for table, constraint, column, target, target_column in self._query(
+                "SELECT c.relname, k.conname, a.attname, tc.relname, ta.attname "
+                "FROM pg_constraint k "
+                "JOIN pg_class c ON c.oid = k.conrelid "
+                "JOIN pg_class tc ON tc.oid = k.confrelid "
+                "CROSS JOIN LATERAL unnest(k.conkey, k.confkey) WITH ORDINALITY "
+                "    AS u(attnum, target_attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum "
+                "JOIN pg_attribute ta ON ta.attrelid = k.confrelid AND ta.attnum = u.target_attnum "
+                "WHERE k.contype = 'f' AND c.relnamespace = %s AND tc.relnamespace = %s "
+                "ORDER BY c.relname, k.conname, u.ord", [namespace, namespace]):
+            if table not in foreign_keys or target not in foreign_keys:
+                continue
+            key = foreign_keys[table].setdefault(constraint, (target, [], []))
+            key[1].append(column)
+            key[2].append(target_column)
+        tables = tuple(
+            SourceTable(
+                name=name, columns=tuple(columns[name]), primary_key=tuple(primary_keys[name]),
+                foreign_keys=tuple(
+                    ForeignKey(name=constraint, columns=cols, target_table=target,
+                               target_columns=target_cols)
+                    for constraint, (target, cols, target_cols)
+                    in sorted(foreign_keys[name].items())))
+            for name in names)
+        return SourceSchema(backend=self.backend, schema=self.credentials.schema, tables=tables)
+
+    def row_count_estimates(self) -> dict[str, int | None]:
+        rows = self._query(
+            f"SELECT c.relname, c.reltuples FROM pg_class c "
+            f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND {_TABLES}",
+            [self.credentials.schema])
+        # reltuples is -1 until the table is first vacuumed or analysed.
+        return {name: (None if count is None or count < 0 else int(count))
+                for name, count in rows}
+
+    # -- rows ----------------------------------------------------------------
+
+    def _select(self, table: artifact.Table):
+        """The SELECT list and the per-column converters for `table`."""
+        namespace = self._namespace()
+        base_types = {
+            column: (type_name, category)
+            for _, column, _, _, type_name, _, category in self._query(
+                _COLUMNS_SQL.format(table_filter="AND c.relname = %(table)s"),
+                {"namespace": namespace, "table": table.name}, f"reading table {table.name!r}")}
+        if not base_types:
+            raise SourceError("source_error", f"table {table.name!r} no longer exists in "
+                              f"schema {self.credentials.target!r}: rebuild the database")
+        expressions, converters = [], []
+        for column in table.columns:
+            if column.name not in base_types:
+                raise SourceError("source_error", f"column {column.name!r} no longer exists on "
+                                  f"table {table.name!r}: rebuild the database")
+            type_name, category = base_types[column.name]
+            expression, converter = _read(quote_identifier(column.name), column.type,
+                                          type_name, category)
+            expressions.append(expression)
+            converters.append(converter)
+        return expressions, values.row_converter(converters)
+
+    def stream_rows(self, table: artifact.Table, where: tuple[str, list] | None = None, *,
+                    batch_size: int = 5000) -> Iterator[list[tuple]]:
+        expressions, convert = self._select(table)
+        sql = (f"SELECT {', '.join(expressions)} FROM "
+               f"{quote_identifier(self.credentials.schema)}.{quote_identifier(table.name)}")
+        params = None
+        if where is not None:
+            sql = sql.replace("%", "%%") + f" WHERE ({where[0]})"
+            params = list(where[1])
+        cursor = None
+        try:
+            # A named cursor is a server-side cursor: only one batch is in memory.
+            cursor = self._conn.cursor(name=f"rx_stream_{next(self._cursor_names)}")
+            cursor.itersize = batch_size
+            self._active_cursor = cursor
+            cursor.execute(sql, params)
+            while True:
+                rows = cursor.fetchmany(batch_size)
+                if not rows:
+                    break
+                yield [convert(row) for row in rows]
+        except _DRIVER_ERRORS as exc:
+            raise self._translate(exc, f"reading table {table.name!r}") from None
+        finally:
+            self._active_cursor = None
+            if cursor is not None:
+                with contextlib.suppress(*_DRIVER_ERRORS):
+                    cursor.close()
+            self._end_transaction()
+
+
+def _read(quoted: str, kind: str, type_name: str, category: str):
+    """The SELECT expression and the storage conversion of one column."""
+    if kind == "boolean":
+        return quoted, values.to_bool
+    if kind == "binary":
+        return quoted, values.to_bytes
+    if kind == "decimal":
+        return (f"{quoted}::numeric" if type_name == "money" else quoted), values.to_float
+    if kind in ("integer", "float"):
+        return quoted, None
+    if kind == "json":
+        if category == "A" or type_name not in ("json", "jsonb"):
+            return f"to_json({quoted})::text", None
+        return f"{quoted}::text", None
+    if kind == "date":
+        return f"{quoted}::text", values.date_text
+    if kind == "datetime":
+        return f"{quoted}::text", (_zoned_datetime if type_name == "timestamptz"
+                                   else values.datetime_text)
+    if kind == "time":
+        return f"{quoted}::text", (_zoned_time if type_name == "timetz" else values.time_text)
+    return f"{quoted}::text", None
+
+
+def _zoned_datetime(value):
+    return values.datetime_text(value, zoned=True)
+
+
+def _zoned_time(value):
+    return values.time_text(value, zoned=True)
