@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.storage.secrets import SecretBox
 
@@ -11,6 +12,9 @@ from app.storage.secrets import SecretBox
 class Environment:
     secret_box: SecretBox
     region: str = "local"
+    # Where each database's instance files live (keys file, artifact...), one
+    # folder per database id; the local instance runtime reads them from here.
+    instances_dir: Path = Path("data/instances")
 
 
 _current: Environment | None = None

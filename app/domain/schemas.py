@@ -181,10 +181,12 @@ class DatabaseUpdateSchema(StrictSchema):
     sync_interval = fields.Integer(data_key="syncInterval", strict=True, validate=SYNC_INTERVAL)
 
 
-# -- management keys ---------------------------------------------------------
+# -- keys --------------------------------------------------------------------
 
 
-class ManagementKeyCreateSchema(StrictSchema):
+class KeyCreateSchema(StrictSchema):
+    """A new management key or query key."""
+
     name = fields.String(required=True, validate=NAME)
     expires_at = UtcDateTime(data_key="expiresAt", allow_none=True, load_default=None)
 
@@ -193,6 +195,9 @@ class ManagementKeyCreateSchema(StrictSchema):
         expires_at = data.get("expires_at")
         if expires_at is not None and expires_at <= dt.datetime.now(dt.timezone.utc).replace(tzinfo=None):
             raise ValidationError("must be in the future", "expiresAt")
+
+
+ManagementKeyCreateSchema = QueryKeyCreateSchema = KeyCreateSchema
 
 
 # -- responses (dump only) ---------------------------------------------------
@@ -273,6 +278,25 @@ class ManagementKeyOut(OutputSchema):
 
 class ManagementKeyCreatedOut(ManagementKeyOut):
     key = fields.String()
+
+
+class QueryKeyOut(OutputSchema):
+    id = fields.UUID()
+    database_id = fields.UUID(data_key="databaseId")
+    key_id = fields.String(data_key="keyId")
+    name = fields.String()
+    created_at = UtcDateTime(data_key="createdAt")
+    expires_at = UtcDateTime(data_key="expiresAt")
+
+
+class QueryKeyCreatedOut(QueryKeyOut):
+    key = fields.String()
+
+
+class SchemaConfigOut(OutputSchema):
+    database_id = fields.UUID(attribute="id", data_key="databaseId")
+    config = fields.Raw(attribute="schema_config")
+    updated_at = UtcDateTime(attribute="schema_config_updated_at", data_key="updatedAt")
 
 
 def load(schema: Schema, payload, *, partial: bool = False) -> dict:

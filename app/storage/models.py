@@ -140,6 +140,11 @@ class Database(BaseModel):
     # hasPendingChanges.
     deployed_credentials_version = IntegerField(null=True)
     deployed_config = JSONField(null=True)
+    # Query keys are HMACs of their keyId under this secret (Fernet-encrypted
+    # here); the instance gets it at deploy and checks keys on its own.
+    query_key_secret_encrypted = TextField(null=True)
+    schema_config = JSONField(null=True)            # reflexdb.yaml, validated, as JSON
+    schema_config_updated_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     deleted_at = DateTimeField(null=True)
@@ -156,5 +161,31 @@ class Database(BaseModel):
     def active_on(cls, connection_id):
         return cls.active().where(cls.connection == connection_id)
 
+    @classmethod
+    def lock_active(cls, customer_id, database_id):
+        """The live database, row-locked until the transaction ends (None if absent)."""
+        query = cls.active_for(customer_id).where(cls.id == database_id)
+        if not is_sqlite():
+            query = query.for_update()
+        return query.first()
 
-ALL_MODELS = (Customer, ManagementKey, Connection, Database)
+
+class QueryKey(BaseModel):
+    class Meta:
+        table_name = "query_keys"
+
+    customer = ForeignKeyField(Customer, on_delete="CASCADE")
+    database = ForeignKeyField(Database, backref="query_keys", on_delete="CASCADE")
+    name = CharField(max_length=100)
+    key_id = CharField(max_length=64, unique=True)
+    expires_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    @classmethod
+    def live_for(cls, database_id):
+        return (cls.select().where((cls.database == database_id) & cls.revoked_at.is_null())
+                .order_by(cls.created_at, cls.id))
+
+
+ALL_MODELS = (Customer, ManagementKey, Connection, Database, QueryKey)

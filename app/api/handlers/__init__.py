@@ -24,3 +24,9 @@ from app.api.handlers.management_keys import (  # noqa: F401
     delete_management_key,
     list_management_keys,
 )
+from app.api.handlers.query_keys import create_api_key, delete_api_key, list_api_keys  # noqa: F401
+from app.api.handlers.schema_configs import (  # noqa: F401
+    delete_database_config,
+    get_database_config,
+    put_database_config,
+)

@@ -1,0 +1,43 @@
+"""The per-database schema config (`reflexdb.yaml`), applied at the next provision or rebuild."""
+
+from __future__ import annotations
+
+from app.build.schema_config import ConfigError, load_config
+from app.domain import schemas
+from app.domain.errors import InvalidRequest
+from app.domain.ids import get_owned
+from app.domain.principal import Principal
+from app.storage.database import db
+from app.storage.models import Database, utcnow
+
+
+def get_config(principal: Principal, database_ident) -> dict:
+    return schemas.SchemaConfigOut().dump(_owned(principal, database_ident))
+
+
+def put_config(principal: Principal, database_ident, document) -> dict:
+    """Validate and store a config given as YAML text (str/bytes) or as a JSON object."""
+    database = _owned(principal, database_ident)
+    try:
+        config = load_config(document)
+    except ConfigError as exc:
+        extra = len(exc.errors) - 1
+        more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra > 0 else ""
+        raise InvalidRequest(f"schema config: {exc}{more}") from None
+    with db.atomic():
+        now = utcnow()
+        Database.update(schema_config=config, schema_config_updated_at=now).where(
+            Database.id == database.id).execute()
+    database.schema_config, database.schema_config_updated_at = config, now
+    return schemas.SchemaConfigOut().dump(database)
+
+
+def delete_config(principal: Principal, database_ident) -> None:
+    """Remove the config: the next build serves every table again."""
+    database = _owned(principal, database_ident)
+    Database.update(schema_config=None, schema_config_updated_at=utcnow()).where(
+        Database.id == database.id).execute()
+
+
+def _owned(principal: Principal, ident) -> Database:
+    return get_owned(Database.active(), Database, ident, principal, "database")
