@@ -73,6 +73,8 @@ def cmd_secrets_rotate(_args) -> int:
 def cmd_serve(args) -> int:
     """Migrate, then run gunicorn with the project's config (ASGI worker)."""
     cmd_migrate(args)
+    # gunicorn runs from the project root; keep a relative data dir pointing where it was.
+    os.environ["REFLEXDB_DATA_DIR"] = str(Settings.from_env().data_dir.resolve())
     argv = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_ROOT / "gunicorn.conf.py")]
     if args.bind:
         argv += ["--bind", args.bind]
@@ -81,10 +83,6 @@ def cmd_serve(args) -> int:
     os.chdir(PROJECT_ROOT)
     os.execv(sys.executable, argv)
     return 0  # not reached
-
-
-def migrate_from_env() -> None:
-    cmd_migrate(None)
 
 
 def build_parser() -> argparse.ArgumentParser:

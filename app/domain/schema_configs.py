@@ -7,6 +7,7 @@ from app.domain import schemas
 from app.domain.errors import InvalidRequest
 from app.domain.ids import get_owned
 from app.domain.principal import Principal
+from app.instance.query import QueryError, parse_filter
 from app.storage.database import db
 from app.storage.models import Database, utcnow
 
@@ -24,6 +25,7 @@ def put_config(principal: Principal, database_ident, document) -> dict:
         extra = len(exc.errors) - 1
         more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra > 0 else ""
         raise InvalidRequest(f"schema config: {exc}{more}") from None
+    _check_filters(config)
     with db.atomic():
         now = utcnow()
         Database.update(schema_config=config, schema_config_updated_at=now).where(
@@ -37,6 +39,20 @@ def delete_config(principal: Principal, database_ident) -> None:
     database = _owned(principal, database_ident)
     Database.update(schema_config=None, schema_config_updated_at=utcnow()).where(
         Database.id == database.id).execute()
+
+
+def _check_filters(config: dict) -> None:
+    """Syntax errors in `where` filters are reported now, with their position, not at build time."""
+    filters = [("where", config.get("where"))] + [
+        (f"tables[{i}].where", table.get("where")) for i, table in enumerate(config.get("tables", []))
+    ]
+    for path, text in filters:
+        if text is None:
+            continue
+        try:
+            parse_filter(text)
+        except QueryError as exc:
+            raise InvalidRequest(f"schema config: {path}: {exc}") from None
 
 
 def _owned(principal: Principal, ident) -> Database:

@@ -48,6 +48,8 @@ class TestSchemaConfig:
         ({"version": 1, "tables": [{"name": "users", "colums": ["id"]}]}, "tables[0]"),
         ({"version": 1, "tables": [{"name": "users"}, {"name": "posts", "alias": "1bad"}]}, "tables[1].alias"),
         ({"version": 1, "tables": [{"name": "users", "columns": [""]}]}, "tables[0].columns[0]"),
+        ({"version": 1, "tables": [{"name": "users", "where": "age >> 3"}]}, "tables[0].where: line 1, column"),
+        ({"version": 1, "where": "tenant_id = ", "where_columns": ["tenant_id"]}, "where: line 1"),
     ])
     def test_invalid_json_names_the_path(self, client, database, config, fragment):
         response = client.request("PUT", f"/databases/{database['id']}/config", json_body=config)
