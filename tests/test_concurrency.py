@@ -72,7 +72,7 @@ def test_no_database_outlives_its_schema(server):
         with lock:
             outcomes.append((method, response.status_code, response.text))
 
-    for round_no in range(ROUNDS):
+    def race(round_no):
         conn = requests.post(f"{server}/connections", headers=headers, timeout=10,
                              json=connection_payload(availableSchemas=["keep", "hot"])).json()
         barrier = threading.Barrier(CREATORS + REMOVERS)
@@ -94,6 +94,9 @@ def test_no_database_outlives_its_schema(server):
             thread.start()
         for thread in threads:
             thread.join(timeout=60)
+
+    for round_no in range(ROUNDS):
+        race(round_no)
 
     # Every answer is a decision, never an error: created, updated, or refused
     # with a conflict (schema_in_use) or, once the schema is gone, a 400 naming it.

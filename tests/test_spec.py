@@ -39,7 +39,7 @@ def test_no_yaml_slips():
 def test_operation_ids_are_snake_case_handlers():
     import app.api.handlers as handlers
 
-    for path, method, operation in operations():
+    for _path, _method, operation in operations():
         operation_id = operation["operationId"]
         assert operation_id == operation_id.lower() and "_" in operation_id, operation_id
         assert callable(getattr(handlers, operation_id, None)), f"no handler {operation_id}"

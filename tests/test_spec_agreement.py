@@ -55,7 +55,7 @@ def constraints_of_spec(node: dict) -> dict:
         # The spec spells a UUID with a pattern and both lengths; marshmallow's UUID field knows it.
         out = {"type": "uuid", "nullable": out["nullable"]}
     if node.get("format") == "date-time":
-        out = {"type": "date-time", "nullable": out["nullable"], **({"default": node["default"]} if "default" in node else {})}
+        out = {"type": "date-time", "nullable": out["nullable"]}
     return out
 
 

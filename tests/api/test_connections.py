@@ -293,8 +293,8 @@ class TestUpdateConnection:
         conn = client.post("/connections", body).json()
         db_a = client.post("/databases", {"connectionId": conn["id"], "name": "a", "mysqlDb": "shop"}).json()
         assert (db_a["syncMode"], db_a["syncInterval"]) == ("binlog", 10)
-        db_b = client.patch(f"/databases/{client.post('/databases', {'connectionId': conn['id'], 'name': 'b', 'mysqlDb': 'shop'}).json()['id']}",
-                            {"syncMode": "poll", "syncInterval": 900}).json()
+        created_b = client.post("/databases", {"connectionId": conn["id"], "name": "b", "mysqlDb": "shop"}).json()
+        db_b = client.patch(f"/databases/{created_b['id']}", {"syncMode": "poll", "syncInterval": 900}).json()
         response = client.patch(f"/connections/{conn['id']}", {"syncMode": "poll", "syncInterval": 60})
         assert response.status_code == 200
         assert (response.json()["allowedSyncModes"], response.json()["minSyncInterval"]) == (["poll"], 60)
