@@ -1,0 +1,343 @@
+"""The in-memory snapshot an instance serves, and the holder that swaps it atomically.
+
+A `Snapshot` is one in-memory SQLite database laid out as `app.instance.artifact`
+describes: every artifact table is created, filled from the source in batches
+(rows already in snapshot storage types), then indexed on primary keys and on
+both ends of every relation, analysed and switched to read-only. After that it
+never changes: a refresh builds a new one and the `SnapshotHolder` swaps it in.
+
+Readers share one connection (sqlite3 threadsafety 3, serialized). A pool of
+connections to private `deserialize`d copies was measured against it under
+concurrent readers and was not faster on this workload (the per-query Python
+work holds the GIL), while it multiplies memory by the pool size; see
+docs/instance.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from app.instance.artifact import SchemaArtifact, Table
+from app.instance.memory import release_free_memory
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+BATCH_SIZE = 5000
+
+_SQLITE_TYPES = {
+    "integer": "INTEGER", "boolean": "INTEGER",
+    "float": "REAL", "decimal": "REAL",
+    "text": "TEXT", "date": "TEXT", "datetime": "TEXT", "time": "TEXT", "json": "TEXT",
+    "binary": "BLOB",
+}
+
+
+class SnapshotError(Exception):
+    """Loading a snapshot failed; `message` is fit to show the user."""
+
+    def __init__(self, message: str, code: str = "load_failed"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class SnapshotTooLarge(SnapshotError):
+    """The snapshot does not fit in the memory it was given."""
+
+    def __init__(self, budget_bytes: int, limit_mb: int | None = None):
+        need = f"more than {format_size(budget_bytes)}"
+        of = f" (the instance has {limit_mb} MiB in all)" if limit_mb else ""
+        super().__init__(f"the snapshot needs {need}{of}; choose a larger instanceSize",
+                         code="cap_exceeded")
+        self.budget_bytes = budget_bytes
+
+
+def format_size(size: int) -> str:
+    """Whole MiB, or KiB below one MiB."""
+    size = max(size, 0)
+    return f"{size // MIB} MiB" if size >= MIB else f"{size // 1024} KiB"
+
+
+class LoadCancelled(SnapshotError):
+    """The load was abandoned because the instance is shutting down."""
+
+    def __init__(self):
+        super().__init__("the snapshot load was cancelled", code="cancelled")
+
+
+@dataclass
+class Snapshot:
+    """One immutable, fully loaded in-memory copy of the source schema."""
+
+    connection: sqlite3.Connection
+    row_counts: dict[str, int]
+    loaded_at: float                 # time.time() when the load finished
+    load_seconds: float
+    size_bytes: int
+    # When reading the source began: the data is as old as that, not as old
+    # as the end of the load.
+    read_started: float = field(default_factory=time.monotonic, repr=False)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.row_counts.values())
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.total_rows / self.load_seconds if self.load_seconds > 0 else 0.0
+
+    def age_ms(self) -> int:
+        """Milliseconds since the source was read for this snapshot."""
+        return int((time.monotonic() - self.read_started) * 1000)
+
+    def close(self) -> None:
+        self.connection.close()
+        release_free_memory()
+
+    # -- loading -----------------------------------------------------------
+
+    @classmethod
+    def load(cls, artifact: SchemaArtifact, source, *, max_bytes: int | None = None,
+             limit_mb: int | None = None, batch_size: int = BATCH_SIZE,
+             cancelled=lambda: False) -> "Snapshot":
+        """Build a snapshot of every artifact table from an open `Source`.
+
+        Raises SnapshotTooLarge when the database grows past `max_bytes`,
+        LoadCancelled when `cancelled()` turns true, SnapshotError otherwise
+        for problems of the snapshot itself; source errors propagate as is.
+        """
+        started = time.monotonic()
+        connection = sqlite3.connect(":memory:", check_same_thread=False,
+                                     isolation_level=None, cached_statements=256)
+        try:
+            connection.execute("PRAGMA journal_mode = OFF")
+            connection.execute("PRAGMA synchronous = OFF")
+            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            guard = _SizeGuard(connection, page_size, max_bytes, limit_mb)
+            row_counts = {}
+            for table in artifact.tables:
+                connection.execute(_create_table_sql(table))
+                row_counts[table.alias] = _load_table(connection, source, artifact, table,
+                                                      batch_size, guard, cancelled)
+            for sql in index_statements(artifact):
+                if cancelled():
+                    raise LoadCancelled()
+                _create_index(connection, sql)
+                guard.check()
+            connection.execute("ANALYZE")
+            guard.check()
+            # From here on the snapshot is immutable: stray writes fail.
+            connection.execute("PRAGMA query_only = ON")
+            size = guard.size()
+        except MemoryError:
+            _discard(connection)
+            raise SnapshotTooLarge(max_bytes or 0, limit_mb) from None
+        except sqlite3.Error as exc:
+            _discard(connection)
+            if _is_out_of_memory(exc):
+                raise SnapshotTooLarge(max_bytes or 0, limit_mb) from None
+            raise SnapshotError(f"the snapshot could not be built: {exc}") from None
+        except BaseException:
+            _discard(connection)
+            raise
+        seconds = time.monotonic() - started
+        snapshot = cls(connection, row_counts, time.time(), seconds, size, started)
+        log.info("snapshot loaded: %d rows in %.2fs (%.0f rows/s), %.1f MiB",
+                 snapshot.total_rows, seconds, snapshot.rows_per_second, size / MIB)
+        return snapshot
+
+
+class _SizeGuard:
+    """Stops a load as soon as the database outgrows its budget."""
+
+    def __init__(self, connection, page_size, max_bytes, limit_mb):
+        self.connection = connection
+        self.page_size = page_size
+        self.max_bytes = max_bytes
+        self.limit_mb = limit_mb
+
+    def size(self) -> int:
+        return self.connection.execute("PRAGMA page_count").fetchone()[0] * self.page_size
+
+    def check(self) -> None:
+        if self.max_bytes is not None and self.size() > self.max_bytes:
+            raise SnapshotTooLarge(self.max_bytes, self.limit_mb)
+
+
+def _discard(connection) -> None:
+    connection.close()
+    release_free_memory()
+
+
+def _load_table(connection, source, artifact, table: Table, batch_size, guard, cancelled) -> int:
+    insert = (f"INSERT INTO {quote(table.name)} VALUES "
+              f"({', '.join('?' for _ in table.columns)})")
+    where = source_filter(table, artifact.backend)
+    count = 0
+    connection.execute("BEGIN")
+    try:
+        for batch in source.stream_rows(table, where=where, batch_size=batch_size):
+            if cancelled():
+                raise LoadCancelled()
+            connection.executemany(insert, batch)
+            count += len(batch)
+            guard.check()
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return count
+
+
+def source_filter(table: Table, backend: str):
+    """`(sql, params)` applying `table.where` on the source, or None."""
+    if not table.where:
+        return None
+    from app.instance.query import compile_filter, parse_filter
+
+    return compile_filter(parse_filter(table.where), table, backend)
+
+
+def quote(name: str) -> str:
+    """An SQLite identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _create_table_sql(table: Table) -> str:
+    columns = ", ".join(f"{quote(c.name)} {_SQLITE_TYPES.get(c.type, '')}".rstrip()
+                        for c in table.columns)
+    return f"CREATE TABLE {quote(table.name)} ({columns})"
+
+
+def index_statements(artifact: SchemaArtifact) -> list[str]:
+    """CREATE INDEX statements: primary keys (unique) and both ends of every relation."""
+    names = {t.alias: t.name for t in artifact.tables}
+    wanted: dict[tuple[str, tuple[str, ...]], bool] = {}
+    for table in artifact.tables:
+        if table.primary_key:
+            wanted[(table.name, table.primary_key)] = True
+    for relation in artifact.relations:
+        for alias, columns in ((relation.table, relation.columns),
+                               (relation.target, relation.target_columns)):
+            if alias in names and columns:
+                wanted.setdefault((names[alias], tuple(columns)), False)
+    statements = []
+    for number, ((table_name, columns), unique) in enumerate(wanted.items()):
+        kind = "UNIQUE INDEX" if unique else "INDEX"
+        statements.append(f"CREATE {kind} {quote(f'rx_ix_{number}')} ON {quote(table_name)} "
+                          f"({', '.join(quote(c) for c in columns)})")
+    return statements
+
+
+def _create_index(connection, sql: str) -> None:
+    try:
+        connection.execute(sql)
+    except sqlite3.IntegrityError:
+        # A primary key that is not unique in SQLite's binary comparison (it
+        # never should be) still deserves an index, just not a unique one.
+        connection.execute(sql.replace("CREATE UNIQUE INDEX", "CREATE INDEX", 1))
+
+
+def _is_out_of_memory(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", None) == 7  # SQLITE_NOMEM
+            or "out of memory" in str(exc).lower())
+
+
+class NoSnapshot(Exception):
+    """No snapshot has been loaded yet."""
+
+
+class _Lease:
+    """Reader accounting for one snapshot: closed once retired and unread."""
+
+    __slots__ = ("snapshot", "readers", "retired")
+
+    def __init__(self, snapshot: Snapshot):
+        self.snapshot = snapshot
+        self.readers = 0
+        self.retired = False
+
+
+class SnapshotHolder:
+    """Holds the snapshot being served; `swap` replaces it atomically."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lease: _Lease | None = None
+        self._retired: list[_Lease] = []
+        self.swap_count = 0
+
+    @property
+    def current(self) -> Snapshot | None:
+        lease = self._lease
+        return lease.snapshot if lease else None
+
+    def age_ms(self) -> int | None:
+        snapshot = self.current
+        return snapshot.age_ms() if snapshot else None
+
+    def retained_bytes(self) -> int:
+        """Bytes held by the current snapshot and by retired ones still being read."""
+        with self._lock:
+            leases = ([self._lease] if self._lease else []) + self._retired
+            return sum(lease.snapshot.size_bytes for lease in leases)
+
+    @contextmanager
+    def reading(self):
+        """Yield the current snapshot; it stays open until the block ends, even across a swap."""
+        with self._lock:
+            lease = self._lease
+            if lease is None:
+                raise NoSnapshot()
+            lease.readers += 1
+        try:
+            yield lease.snapshot
+        finally:
+            with self._lock:
+                lease.readers -= 1
+                close = lease.retired and lease.readers == 0
+                if close:
+                    self._retired.remove(lease)
+            if close:
+                lease.snapshot.close()
+
+    def swap(self, snapshot: Snapshot) -> None:
+        """Serve `snapshot` from now on; the old one closes when its last reader is done."""
+        with self._lock:
+            old = self._lease
+            self._lease = _Lease(snapshot)
+            if old is not None:
+                self.swap_count += 1
+                old.retired = True
+                close = old.readers == 0
+                if not close:
+                    self._retired.append(old)
+            else:
+                close = False
+        if close:
+            old.snapshot.close()
+
+    def close(self) -> None:
+        """Drop the current snapshot (shutdown)."""
+        with self._lock:
+            old, self._lease = self._lease, None
+            if old is not None:
+                old.retired = True
+                close = old.readers == 0
+                if not close:
+                    self._retired.append(old)
+            else:
+                close = False
+        if close:
+            old.snapshot.close()
+
+
+__all__ = ["LoadCancelled", "NoSnapshot", "Snapshot", "SnapshotError", "SnapshotHolder",
+           "SnapshotTooLarge", "index_statements", "quote", "source_filter"]

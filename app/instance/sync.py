@@ -1,0 +1,214 @@
+"""Poll sync: one thread that reloads the snapshot every interval and swaps it in.
+
+Every load builds a complete new snapshot from the source and swaps it in only
+once it is complete, so readers never see a partial one. A failed load keeps
+the old snapshot serving and marks the instance degraded (or cap_exceeded)
+with a reason a user can act on, until the next load succeeds. Frozen
+(replication paused) means no timed reloads; an explicit `reload()` still
+runs one. Only this thread loads, so there is never more than one load at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+
+from app.instance.artifact import SchemaArtifact
+from app.instance.memory import MemoryBudget
+from app.instance.settings import InstanceSettings
+from app.instance.snapshot import (
+    LoadCancelled,
+    Snapshot,
+    SnapshotError,
+    SnapshotHolder,
+    SnapshotTooLarge,
+    format_size,
+)
+
+log = logging.getLogger(__name__)
+
+# First-load retries back off from this up to the sync interval, so an
+# instance started while its source is briefly down does not wait a full interval.
+FIRST_RETRY_SECONDS = 2.0
+
+
+class SyncController:
+    """Loads snapshots into a `SnapshotHolder` on a timer and on request."""
+
+    def __init__(self, artifact: SchemaArtifact, settings: InstanceSettings, source_password: str,
+                 holder: SnapshotHolder, budget: MemoryBudget, *, open_source=None):
+        self.artifact = artifact
+        self.settings = settings
+        self.holder = holder
+        self.budget = budget
+        self._password = source_password
+        self._open_source = open_source
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._reload_requested = False
+        self._frozen = settings.replication_paused
+        self._thread: threading.Thread | None = None
+        self.loading = False
+        self.last_error: str | None = None
+        self.last_error_code: str | None = None
+        self.last_sync_at: str | None = None
+        self.last_rows_per_second: float | None = None
+        self.load_count = 0
+
+    # -- control -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sync thread; it loads the first snapshot at once."""
+        self._thread = threading.Thread(target=self._run, name="rx-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread, abandoning a load in progress."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def reload(self) -> None:
+        """Ask for one full reload now (runs after the current load, if any)."""
+        with self._cond:
+            self._reload_requested = True
+            self._cond.notify_all()
+
+    def freeze(self) -> None:
+        """Pause replication: keep serving the current snapshot, no timed reloads."""
+        with self._cond:
+            self._frozen = True
+            self._cond.notify_all()
+
+    def unfreeze(self) -> None:
+        """Resume replication: the next reload comes right away."""
+        with self._cond:
+            if self._frozen:
+                self._frozen = False
+                # What changed while frozen should show up now, not an interval later.
+                self._reload_requested = True
+            self._cond.notify_all()
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    # -- the loop ----------------------------------------------------------
+
+    def _run(self) -> None:
+        next_due = 0.0
+        retry = FIRST_RETRY_SECONDS
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    first = self.holder.current is None
+                    due = time.monotonic() >= next_due and (first or not self._frozen)
+                    if self._reload_requested or due:
+                        break
+                    if self._frozen and not first:
+                        self._cond.wait()
+                    else:
+                        self._cond.wait(max(next_due - time.monotonic(), 0))
+                if self._stopping:
+                    return
+                self._reload_requested = False
+            ok = self._load_once()
+            interval = float(self.settings.sync_interval_seconds)
+            # Quick retries only help a source that is briefly away; a snapshot
+            # over the memory limit will not fit any better in a few seconds.
+            if ok or self.holder.current is not None or self.last_error_code == "cap_exceeded":
+                retry = FIRST_RETRY_SECONDS
+                next_due = time.monotonic() + interval
+            else:
+                next_due = time.monotonic() + min(retry, interval)
+                retry = min(retry * 2, interval)
+
+    def _load_once(self) -> bool:
+        """Load one snapshot and swap it in; record why when it fails."""
+        open_source, source_error = _source_api(self._open_source)
+        serving = self.holder.retained_bytes()
+        self.loading = True
+        try:
+            with open_source(self._credentials()) as source:
+                snapshot = Snapshot.load(
+                    self.artifact, source,
+                    max_bytes=self.budget.available_for_new_snapshot(serving),
+                    limit_mb=self.budget.limit_mb,
+                    cancelled=lambda: self._stopping)
+        except LoadCancelled:
+            return False
+        except SnapshotTooLarge as exc:
+            message = exc.message
+            if serving:
+                message = (f"{message}; a reload holds the new snapshot next to the "
+                           f"{format_size(serving)} one being served")
+            return self._failed("cap_exceeded", message)
+        except SnapshotError as exc:
+            return self._failed(exc.code, exc.message)
+        except source_error as exc:
+            return self._failed(getattr(exc, "code", "source_error"),
+                                getattr(exc, "message", None) or str(exc))
+        except Exception:
+            log.exception("snapshot load failed")
+            return self._failed("internal_error",
+                                "the snapshot load failed on an internal error; see the "
+                                "instance log")
+        finally:
+            self.loading = False
+        self.holder.swap(snapshot)
+        self.load_count += 1
+        self.last_error = self.last_error_code = None
+        self.last_sync_at = _now_rfc3339()
+        self.last_rows_per_second = snapshot.rows_per_second
+        return True
+
+    def _failed(self, code: str, message: str) -> bool:
+        message = self._scrub(message)
+        self.last_error_code = code
+        self.last_error = message
+        log.warning("snapshot load failed (%s): %s; %s", code, message,
+                    "still serving the previous snapshot" if self.holder.current
+                    else "no snapshot is served")
+        return False
+
+    def _scrub(self, text: str) -> str:
+        # Source drivers should never echo the password; this makes sure.
+        if self._password and len(self._password) >= 3:
+            text = text.replace(self._password, "***")
+        return text
+
+    def _credentials(self):
+        from app.sources import SourceCredentials
+
+        s = self.settings.source
+        return SourceCredentials(backend=s.backend, host=s.host, port=s.port, user=s.user,
+                                 password=self._password, schema=s.schema,
+                                 database=s.database)
+
+    # -- reporting ---------------------------------------------------------
+
+    def status(self) -> str:
+        """loading | ok | degraded | cap_exceeded."""
+        if self.last_error_code == "cap_exceeded":
+            return "cap_exceeded"
+        if self.last_error:
+            return "degraded"
+        return "ok" if self.holder.current is not None else "loading"
+
+
+def _source_api(open_source):
+    from app.sources import SourceError
+    from app.sources import open_source as default_open
+
+    return open_source or default_open, SourceError
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+__all__ = ["SyncController"]

@@ -1,0 +1,74 @@
+"""Shared data of the instance runtime tests: the blog rows, its artifact, the expected answers."""
+
+from __future__ import annotations
+
+from app.instance.artifact import Column, Relation, SchemaArtifact, Table
+
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
+
+N_USERS, N_POSTS, N_COMMENTS = 200, 1000, 3000
+NESTED_QUERY = "posts { id author { name } comments(approved = true) { body } }"
+
+
+# -- the data ------------------------------------------------------------------
+
+def users_rows(version: int = 1):
+    return [(i, f"user {i}", f"u{i}@example.com",
+             ((i * 7) % N_POSTS) + 1 if i % 2 == 0 else None, version)
+            for i in range(1, N_USERS + 1)]
+
+
+def posts_rows(version: int = 1):
+    return [(i, ((i * 13) % N_USERS) + 1, f"post {i}", i % 3 != 0, version)
+            for i in range(1, N_POSTS + 1)]
+
+
+def comments_rows(version: int = 1):
+    # Bodies of ~500 characters make the snapshot a few MiB, enough for the
+    # memory-limit tests to have something that does not fit.
+    return [(i, ((i * 17) % N_POSTS) + 1, ((i * 31) % N_USERS) + 1,
+             f"comment {i} " + "x" * (300 + (i * 7) % 400), i % 4 != 0, version)
+            for i in range(1, N_COMMENTS + 1)]
+
+
+def expected_nested_answer(version: int = 1) -> list[dict]:
+    """What NESTED_QUERY must return, assembled in Python from the generated rows."""
+    names = {u[0]: u[1] for u in users_rows(version)}
+    approved: dict[int, list[dict]] = {}
+    for c in comments_rows(version):
+        if c[4]:
+            approved.setdefault(c[1], []).append({"body": c[3]})
+    return [{"id": p[0], "author": {"name": names[p[1]]}, "comments": approved.get(p[0], [])}
+            for p in posts_rows(version)]
+
+
+# -- the artifact ---------------------------------------------------------------
+
+def blog_artifact(backend: str, schema: str) -> SchemaArtifact:
+    """The compiled artifact of the blog schema, written out by hand."""
+    users = Table("users", (Column("id", "integer", False), Column("name", "text", False),
+                            Column("email", "text", note="Where we write to the user."),
+                            Column("pinned_post_id", "integer"),
+                            Column("version", "integer", False)), ("id",))
+    posts = Table("posts", (Column("id", "integer", False), Column("author_id", "integer", False),
+                            Column("title", "text", False), Column("published", "boolean", False),
+                            Column("version", "integer", False)), ("id",))
+    comments = Table("comments", (Column("id", "integer", False),
+                                  Column("post_id", "integer", False),
+                                  Column("user_id", "integer", False),
+                                  Column("body", "text", False),
+                                  Column("approved", "boolean", False),
+                                  Column("version", "integer", False)), ("id",))
+    relations = (
+        Relation("posts", "author", "users", ("author_id",), ("id",), False),
+        Relation("users", "posts", "posts", ("id",), ("author_id",), True),
+        Relation("users", "pinned_post", "posts", ("pinned_post_id",), ("id",), False),
+        Relation("posts", "users", "users", ("id",), ("pinned_post_id",), True),
+        Relation("comments", "post", "posts", ("post_id",), ("id",), False),
+        Relation("posts", "comments", "comments", ("id",), ("post_id",), True),
+        Relation("comments", "user", "users", ("user_id",), ("id",), False),
+        Relation("users", "comments", "comments", ("id",), ("user_id",), True),
+    )
+    return SchemaArtifact(backend=backend, schema=schema, tables=(users, posts, comments),
+                          relations=relations)

@@ -1,0 +1,247 @@
+"""A real instance process over real sources, exercised through HTTP."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import requests
+from rt_support import (
+    N_COMMENTS,
+    N_POSTS,
+    N_USERS,
+    NESTED_QUERY,
+    expected_nested_answer,
+    posts_rows,
+    users_rows,
+)
+
+ROW_COUNTS = {"users": N_USERS, "posts": N_POSTS, "comments": N_COMMENTS}
+UNAUTHORIZED = {"error": "unauthorized",
+                "message": "a valid query key is required: send Authorization: Bearer rxk_…"}
+
+
+class TestQueryEndToEnd:
+    def test_nested_include_query_on_mariadb(self, mysql_instance):
+        response = mysql_instance.query(NESTED_QUERY)
+
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert response.json() == expected_nested_answer()
+
+    def test_nested_include_query_on_postgres(self, start_instance, postgres_blog):
+        instance = start_instance(postgres_blog)
+
+        response = instance.query(NESTED_QUERY)
+
+        assert response.status_code == 200
+        assert response.json() == expected_nested_answer()
+        assert instance.health()["rowCounts"] == ROW_COUNTS
+
+    def test_artifact_from_the_real_build(self, start_instance, mysql_blog):
+        from app.build import build_artifact
+
+        artifact, _log = build_artifact(mysql_blog.credentials())
+        instance = start_instance(mysql_blog, artifact=artifact)
+
+        response = instance.query(NESTED_QUERY)
+
+        assert (response.status_code, response.json()) == (200, expected_nested_answer())
+
+    def test_relations_both_ways_and_filters(self, mysql_instance):
+        response = mysql_instance.query(
+            "users(id <= 4) { id name pinned_post { id title } posts(id < 100) { id } }")
+
+        assert response.status_code == 200
+        posts = posts_rows()
+        titles = {p[0]: p[2] for p in posts}
+        assert response.json() == [
+            {"id": u[0], "name": u[1],
+             "pinned_post": {"id": u[3], "title": titles[u[3]]} if u[3] else None,
+             "posts": [{"id": p[0]} for p in posts if p[1] == u[0] and p[0] < 100]}
+            for u in users_rows()[:4]]
+        assert response.json()[1]["pinned_post"] == {"id": 15, "title": "post 15"}
+
+    def test_health_after_load(self, mysql_instance):
+        health = mysql_instance.health()
+
+        assert health["snapshotAgeMs"] >= 0 and health["loadRowsPerSecond"] > 0
+        assert health["snapshotBytes"] > 0 and health["lastSyncAt"].endswith("Z")
+        variable = ("snapshotAgeMs", "loadRowsPerSecond", "snapshotBytes", "lastSyncAt",
+                    "databaseId")
+        assert {k: v for k, v in health.items() if k not in variable} == {
+            "status": "ok", "serving": True, "loading": False, "swapCount": 0,
+            "rowCounts": ROW_COUNTS, "lastSyncError": None, "lastSyncErrorCode": None,
+            "replicationPaused": False, "syncMode": "poll", "effectiveSyncMode": "poll",
+            "syncNote": None, "syncIntervalSeconds": 3600, "memoryLimitMb": 512,
+        }
+
+    def test_openapi_describes_tables(self, mysql_instance):
+        response = requests.get(f"{mysql_instance.url}/openapi.json",
+                                headers={"Authorization": f"Bearer {mysql_instance.key}"})
+
+        assert response.status_code == 200
+        document = response.json()
+        assert document["openapi"] == "3.0.3"
+        assert set(document["paths"]) == {"/query"}
+        posts = document["components"]["schemas"]["posts"]["properties"]
+        assert posts["published"] == {"type": "boolean",
+                                      "description": "boolean column published"}
+        assert posts["author"] == {
+            "allOf": [{"$ref": "#/components/schemas/users"}], "nullable": True,
+            "description": "The users row this row references, or null (only when selected)."}
+        assert posts["comments"]["items"] == {"$ref": "#/components/schemas/comments"}
+        users = document["components"]["schemas"]["users"]["properties"]
+        assert users["email"] == {"type": "string", "nullable": True,
+                                  "description": "Where we write to the user."}
+
+    def test_openapi_needs_a_key(self, mysql_instance):
+        response = requests.get(f"{mysql_instance.url}/openapi.json")
+
+        assert response.status_code == 401
+        assert response.json() == UNAUTHORIZED
+
+
+class TestErrors:
+    def test_syntax_error_has_line_and_column(self, mysql_instance):
+        response = mysql_instance.query("users {\n  id name\n  posts { id ")
+
+        assert response.status_code == 400
+        assert response.headers["Content-Type"].startswith("application/json")
+        body = response.json()
+        assert body["error"] == "invalid_query"
+        assert body["message"].startswith("line 3, column ")
+
+    def test_unknown_table(self, mysql_instance):
+        response = mysql_instance.query("nope { id }")
+
+        assert response.status_code == 400
+        assert response.json() == {
+            "error": "invalid_query",
+            "message": "line 1, column 1: unknown table 'nope' (available: users, posts, "
+                       "comments)"}
+
+    def test_missing_key(self, mysql_instance):
+        response = mysql_instance.query("users { id }", key=False)
+
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.json() == UNAUTHORIZED
+
+    def test_malformed_and_forged_keys(self, mysql_instance):
+        forged = mysql_instance.key[:-2] + ("AA" if not mysql_instance.key.endswith("AA") else "BB")
+        for key in ("rxk_nope", "rmk_k_main.abc", forged,
+                    mysql_instance.key.replace("k_main", "k_other")):
+            response = mysql_instance.query("users { id }", key=key)
+            assert (response.status_code, response.json()) == (401, UNAUTHORIZED), key
+
+    def test_body_too_large(self, mysql_instance):
+        response = mysql_instance.query("users { id " + " " * 70_000 + "}")
+
+        assert response.status_code == 413
+        assert response.json() == {"error": "payload_too_large",
+                                   "message": "the query is over 64 KiB"}
+
+    def test_wrong_content_type(self, mysql_instance):
+        response = mysql_instance.query('{"q": 1}', headers={"Content-Type": "application/json"})
+
+        assert response.status_code == 415
+        assert response.json() == {
+            "error": "unsupported_media_type",
+            "message": "the query body must be text/plain, not application/json"}
+
+    def test_missing_content_type_is_text(self, mysql_instance):
+        response = requests.post(f"{mysql_instance.url}/query", data=b"users(id = 7) { id }",
+                                 headers={"Authorization": f"Bearer {mysql_instance.key}"})
+
+        assert (response.status_code, response.json()) == (200, [{"id": 7}])
+
+    def test_empty_query(self, mysql_instance):
+        response = mysql_instance.query("  \n")
+
+        assert response.status_code == 400
+        assert response.json() == {"error": "invalid_query",
+                                   "message": "the query is empty; send e.g. `users { id }`"}
+
+    def test_unknown_path_and_method(self, mysql_instance):
+        missing = requests.get(f"{mysql_instance.url}/nope")
+        wrong_method = requests.get(f"{mysql_instance.url}/query")
+
+        assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+        assert (wrong_method.status_code, wrong_method.json()) == (405, {
+            "error": "method_not_allowed", "message": "GET is not allowed on /query"})
+
+    def test_admin_routes_need_the_admin_token(self, mysql_instance):
+        for path in ("/admin/reload", "/admin/replication/pause", "/admin/replication/resume"):
+            for headers in ({}, {"Authorization": f"Bearer {mysql_instance.key}"}):
+                response = requests.post(f"{mysql_instance.url}{path}", headers=headers)
+                assert (response.status_code, response.json()) == (401, {
+                    "error": "unauthorized", "message": "the instance admin token is required"})
+
+
+class TestKeys:
+    def test_revoked_key_stops_working_within_seconds(self, start_instance, mysql_blog):
+        instance = start_instance(mysql_blog)
+        other = instance.keys.add("k_other")
+        assert _wait_status(instance, other, 200) == 200
+
+        instance.keys.revoke("k_other")
+        revoked_at = time.monotonic()
+        assert _wait_status(instance, other, 401) == 401
+
+        assert time.monotonic() - revoked_at < 3.0
+        assert instance.query("users(id = 1) { id }").json() == [{"id": 1}]
+
+    def test_expired_key(self, start_instance, mysql_blog):
+        instance = start_instance(mysql_blog)
+        past = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+        future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat().replace(
+            "+00:00", "Z")
+        expired = instance.keys.add("k_expired", past)
+        valid = instance.keys.add("k_valid", future)
+
+        assert _wait_status(instance, valid, 200) == 200
+        response = instance.query("users(id = 1) { id }", key=expired)
+        assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
+
+
+class TestLoading:
+    def test_503_while_the_first_snapshot_loads(self, start_instance, mysql_blog):
+        # A write lock on the source keeps the instance's first load waiting.
+        lock = _mariadb_connection(mysql_blog)
+        with lock.cursor() as c:
+            c.execute("LOCK TABLES posts WRITE")
+        try:
+            instance = start_instance(mysql_blog, wait=False)
+            health = instance.wait_health(lambda h: h["loading"], 10, "the load to start")
+            assert (health["status"], health["serving"], health["rowCounts"]) == (
+                "loading", False, {})
+
+            response = instance.query("users { id }")
+
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "5"
+            assert response.json() == {"error": "snapshot_loading",
+                                       "message": "the snapshot is still loading; retry shortly"}
+        finally:
+            with lock.cursor() as c:
+                c.execute("UNLOCK TABLES")
+            lock.close()
+        instance.wait_loaded()
+        assert instance.query("posts(id = 3) { id }").json() == [{"id": 3}]
+
+
+def _wait_status(instance, key, status, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = instance.query("users(id = 1) { id }", key=key).status_code
+        if got == status or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def _mariadb_connection(source):
+    import pymysql
+    from rt_support import MARIADB
+
+    return pymysql.connect(**MARIADB, database=source.schema, autocommit=True)

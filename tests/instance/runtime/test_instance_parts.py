@@ -1,0 +1,244 @@
+"""The instance's parts on their own: keys, settings, the snapshot holder, the loader."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import threading
+
+import pytest
+from rt_support import N_COMMENTS, N_POSTS, N_USERS, blog_artifact
+
+from app.instance.keys import KeyStore, make_query_key, write_keys_file
+from app.instance.memory import MemoryBudget
+from app.instance.openapi import build_openapi
+from app.instance.settings import InstanceSettings, SettingsError
+from app.instance.snapshot import (
+    NoSnapshot,
+    Snapshot,
+    SnapshotHolder,
+    SnapshotTooLarge,
+    index_statements,
+)
+from app.sources import open_source
+
+SETTINGS = {
+    "databaseId": "db-1", "artifactPath": "/a.json", "keysFile": "/k.json",
+    "source": {"backend": "mysql", "host": "db", "port": 3306, "user": "reader",
+               "schema": "shop", "database": None},
+}
+
+
+class TestQueryKeys:
+    def test_key_format(self):
+        mac = base64.urlsafe_b64encode(
+            hmac.new(b"s3cret", b"key1", hashlib.sha256).digest()).rstrip(b"=").decode()
+
+        assert make_query_key("s3cret", "key1") == f"rxk_key1.{mac}"
+        assert len(mac) == 43
+
+    def test_rejects_bad_key_ids(self):
+        for key_id in ("", "a.b", "x" * 65, "é"):
+            with pytest.raises(ValueError):
+                make_query_key("s3cret", key_id)
+
+    def test_verify_known_unknown_forged(self, tmp_path):
+        path = str(tmp_path / "keys.json")
+        write_keys_file(path, "s3cret", {"a": None, "old": "2001-01-01T00:00:00Z"})
+        store = KeyStore(path)
+
+        assert store.verify(make_query_key("s3cret", "a")) is True
+        assert store.verify(make_query_key("s3cret", "old")) is False      # expired
+        assert store.verify(make_query_key("s3cret", "b")) is False        # unknown
+        assert store.verify(make_query_key("other", "a")) is False         # forged
+        for token in (None, "", "rxk_a", "rxk_a.", "Bearer x", make_query_key("s3cret", "a") + "x"):
+            assert store.verify(token) is False
+
+    def test_rereads_the_file_when_it_changes(self, tmp_path):
+        path = str(tmp_path / "keys.json")
+        now = [0.0]
+        write_keys_file(path, "s3cret", {"a": None})
+        store = KeyStore(path, clock=lambda: now[0])
+        key = make_query_key("s3cret", "a")
+        assert store.verify(key)
+
+        write_keys_file(path, "s3cret", {})
+        os.utime(path, ns=(1, 1))   # a different mtime even within one clock tick
+        assert store.verify(key), "re-read at most once a second"
+        now[0] = 1.5
+        assert not store.verify(key)
+
+    def test_missing_or_broken_file_fails_closed(self, tmp_path):
+        path = tmp_path / "keys.json"
+        store = KeyStore(str(path), recheck_seconds=0)
+        assert not store.verify(make_query_key("s3cret", "a"))
+        path.write_text("{not json")
+        assert not store.verify(make_query_key("s3cret", "a"))
+        assert store.load_error.endswith("is invalid: JSONDecodeError")
+
+
+class TestSettings:
+    def test_round_trip(self):
+        settings = InstanceSettings.from_dict(SETTINGS)
+
+        assert settings.sync_mode == "poll" and settings.default_limit == 1000
+        assert InstanceSettings.from_dict(settings.to_dict()) == settings
+        assert settings.to_dict()["syncIntervalSeconds"] == 30
+
+    @pytest.mark.parametrize("change, message", [
+        ({"source": {**SETTINGS["source"], "password": "x"}},
+         "source.password must not be in the settings file; pass it in "
+         "REFLEXDB_SOURCE_PASSWORD"),
+        ({"extra": 1}, "unknown settings field(s): extra"),
+        ({"syncMode": "push"}, "syncMode must be one of poll, binlog, logical, cdc"),
+        ({"syncIntervalSeconds": 0}, "syncIntervalSeconds must be an integer between 1 and 3600"),
+        ({"memoryLimitMb": "512"},
+         "memoryLimitMb must be null or an integer between 1 and 1048576"),
+        ({"databaseId": None}, "settings field 'databaseId' is required"),
+    ])
+    def test_rejects(self, change, message):
+        with pytest.raises(SettingsError) as error:
+            InstanceSettings.from_dict({**SETTINGS, **change})
+        assert str(error.value) == message
+
+    def test_cdc_modes_run_as_poll(self):
+        settings = InstanceSettings.from_dict({**SETTINGS, "syncMode": "binlog"})
+        assert (settings.sync_mode, settings.effective_sync_mode) == ("binlog", "poll")
+
+    def test_load_reports_unreadable_files(self, tmp_path):
+        with pytest.raises(SettingsError, match="cannot read settings file"):
+            InstanceSettings.load(str(tmp_path / "missing.json"))
+        path = tmp_path / "s.json"
+        path.write_text(json.dumps(SETTINGS))
+        assert InstanceSettings.load(str(path)).database_id == "db-1"
+
+
+class _FakeSnapshot:
+    def __init__(self, name):
+        self.name = name
+        self.closed = False
+        self.size_bytes = 10
+
+    def close(self):
+        self.closed = True
+
+    def age_ms(self):
+        return 0
+
+
+class TestSnapshotHolder:
+    def test_no_snapshot(self):
+        holder = SnapshotHolder()
+        with pytest.raises(NoSnapshot):
+            with holder.reading():
+                pass
+
+    def test_swap_waits_for_readers_of_the_old_snapshot(self):
+        holder = SnapshotHolder()
+        first, second = _FakeSnapshot("first"), _FakeSnapshot("second")
+        holder.swap(first)
+        assert holder.swap_count == 0
+
+        with holder.reading() as reading:
+            holder.swap(second)
+            assert reading is first and not first.closed
+            assert holder.retained_bytes() == 20
+            with holder.reading() as newer:
+                assert newer is second
+        assert first.closed and not second.closed
+        assert holder.swap_count == 1 and holder.retained_bytes() == 10
+
+    def test_unread_snapshot_closes_at_swap(self):
+        holder = SnapshotHolder()
+        first = _FakeSnapshot("first")
+        holder.swap(first)
+        holder.swap(_FakeSnapshot("second"))
+        assert first.closed
+
+    def test_concurrent_readers_and_swaps(self):
+        holder = SnapshotHolder()
+        holder.swap(_FakeSnapshot(0))
+        errors = []
+        stop = threading.Event()
+
+        def read():
+            while not stop.is_set():
+                with holder.reading() as snapshot:
+                    if snapshot.closed:
+                        errors.append(snapshot.name)
+
+        readers = [threading.Thread(target=read) for _ in range(4)]
+        for reader in readers:
+            reader.start()
+        for n in range(1, 300):
+            holder.swap(_FakeSnapshot(n))
+        stop.set()
+        for reader in readers:
+            reader.join()
+        assert errors == [] and holder.swap_count == 299
+
+
+class TestLoader:
+    def test_loads_every_table_with_indexes(self, mysql_blog):
+        artifact = blog_artifact("mysql", mysql_blog.schema)
+        with open_source(mysql_blog.credentials()) as source:
+            snapshot = Snapshot.load(artifact, source)
+        try:
+            assert snapshot.row_counts == {"users": N_USERS, "posts": N_POSTS,
+                                           "comments": N_COMMENTS}
+            indexes = {row[0]: row[1] for row in snapshot.connection.execute(
+                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")}
+            assert sorted(indexes.values()) == ["comments", "comments", "comments", "posts",
+                                                "posts", "users", "users"]
+            with pytest.raises(Exception, match="readonly"):
+                snapshot.connection.execute("DELETE FROM users")
+        finally:
+            snapshot.close()
+
+    def test_table_where_is_applied_on_the_source(self, postgres_blog):
+        artifact = blog_artifact("postgres", postgres_blog.schema)
+        users = artifact.tables[0]
+        filtered = type(users)(users.name, users.columns, users.primary_key,
+                               where="id <= 10 AND name LIKE \"user %\"")
+        artifact = type(artifact)(artifact.backend, artifact.schema,
+                                  (filtered, *artifact.tables[1:]), artifact.relations)
+        with open_source(postgres_blog.credentials()) as source:
+            snapshot = Snapshot.load(artifact, source)
+        try:
+            assert snapshot.row_counts["users"] == 10
+            assert snapshot.row_counts["posts"] == N_POSTS
+        finally:
+            snapshot.close()
+
+    def test_stops_at_the_memory_budget(self, mysql_blog):
+        artifact = blog_artifact("mysql", mysql_blog.schema)
+        with open_source(mysql_blog.credentials()) as source:
+            with pytest.raises(SnapshotTooLarge) as error:
+                Snapshot.load(artifact, source, max_bytes=256 * 1024, limit_mb=97)
+        assert error.value.message == ("the snapshot needs more than 256 KiB (the instance has 97 "
+                                       "MiB in all); choose a larger instanceSize")
+
+    def test_index_statements_cover_keys_and_relations(self):
+        statements = index_statements(blog_artifact("mysql", "x"))
+        assert statements[:3] == [
+            'CREATE UNIQUE INDEX "rx_ix_0" ON "users" ("id")',
+            'CREATE UNIQUE INDEX "rx_ix_1" ON "posts" ("id")',
+            'CREATE UNIQUE INDEX "rx_ix_2" ON "comments" ("id")',
+        ]
+        assert len(statements) == 7
+
+    def test_memory_budget(self):
+        assert MemoryBudget(None).snapshot_bytes is None
+        assert MemoryBudget(512).available_for_new_snapshot(100 * 2**20) == 316 * 2**20
+        assert MemoryBudget(50).snapshot_bytes == 0
+
+
+def test_openapi_document_is_valid():
+    from openapi_spec_validator import validate
+
+    document = build_openapi(blog_artifact("mysql", "shop"), database_id="db-1",
+                             server_url="http://127.0.0.1:1")
+    validate(document)
