@@ -121,10 +121,12 @@ class Snapshot:
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
             guard = _SizeGuard(connection, page_size, max_bytes, limit_mb)
             row_counts = {}
-            for table in artifact.tables:
-                connection.execute(_create_table_sql(table))
-                row_counts[table.alias] = _load_table(connection, source, artifact, table,
-                                                      batch_size, guard, cancelled)
+            # One point-in-time view of the source for every table of this load.
+            with source.consistent_read():
+                for table in artifact.tables:
+                    connection.execute(_create_table_sql(table))
+                    row_counts[table.alias] = _load_table(connection, source, artifact, table,
+                                                          batch_size, guard, cancelled)
             for sql in index_statements(artifact):
                 if cancelled():
                     raise LoadCancelled()

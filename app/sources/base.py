@@ -197,6 +197,14 @@ class Source:
         """A cheap estimate of the row count of every table, by table name."""
         raise NotImplementedError
 
+    def consistent_read(self):
+        """A context in which every `stream_rows` reads one point-in-time view of the source.
+
+        A snapshot loaded inside it never mixes rows from before and after a
+        change that committed while the load ran.
+        """
+        raise NotImplementedError
+
     def row_count_estimate(self, table: artifact.Table | SourceTable | str) -> int | None:
         """A cheap estimate of one table's row count, or None when unknown."""
         name = table if isinstance(table, str) else table.name

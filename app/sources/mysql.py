@@ -318,6 +318,24 @@ class MySQLSource(Source):
             converters.append(_converter(column.type, data_type))
         return expressions, values.row_converter(converters)
 
+    @contextlib.contextmanager
+    def consistent_read(self):
+        # InnoDB: every read of this transaction sees the snapshot taken here.
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        except _DRIVER_ERRORS as exc:
+            self._abandon()
+            raise self._translate(exc, "starting a consistent read") from None
+        try:
+            yield self
+        finally:
+            if self._connection is not None:
+                try:
+                    self._connection.commit()
+                except _DRIVER_ERRORS:
+                    self._abandon()
+
     def stream_rows(self, table: artifact.Table, where: tuple[str, list] | None = None, *,
                     batch_size: int = 5000) -> Iterator[list[tuple]]:
         expressions, convert = self._select(table)

@@ -92,6 +92,7 @@ class PostgresSource(Source):
         self._connection = None
         self._active_cursor = None
         self._cursor_names = itertools.count(1)
+        self._pinned = False     # inside consistent_read: keep the transaction open
         self._connect()
 
     # -- connection ----------------------------------------------------------
@@ -131,7 +132,25 @@ class PostgresSource(Source):
                 self._connection.close()
             self._connection = None
 
+    @contextlib.contextmanager
+    def consistent_read(self):
+        # One REPEATABLE READ transaction for every read inside: one snapshot.
+        self._end_transaction()
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        except _DRIVER_ERRORS as exc:
+            raise self._translate(exc, "starting a consistent read") from None
+        self._pinned = True
+        try:
+            yield self
+        finally:
+            self._pinned = False
+            self._end_transaction()
+
     def _end_transaction(self) -> None:
+        if self._pinned:
+            return  # inside consistent_read: the transaction ends with it
         if self._connection is not None and not self._connection.closed:
             try:
                 self._connection.rollback()
