@@ -15,9 +15,10 @@ from app.instance.query import QueryError, execute
 from app.instance.snapshot import Snapshot
 from app.sources import open_source
 
-USERS = [dict(zip(("id", "name", "email", "pinned_post_id", "version"), r)) for r in users_rows()]
-POSTS = [dict(zip(("id", "author_id", "title", "published", "version"), r)) for r in posts_rows()]
-COMMENTS = [dict(zip(("id", "post_id", "user_id", "body", "approved", "version"), r)) for r in comments_rows()]
+USERS = [dict(zip(("id", "name", "email", "pinned_post_id", "version"), r, strict=True)) for r in users_rows()]
+POSTS = [dict(zip(("id", "author_id", "title", "published", "version"), r, strict=True)) for r in posts_rows()]
+COMMENTS = [dict(zip(("id", "post_id", "user_id", "body", "approved", "version"), r, strict=True))
+            for r in comments_rows()]
 
 
 @pytest.fixture(scope="module", params=["mysql", "postgres"])
