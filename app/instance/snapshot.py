@@ -313,16 +313,10 @@ class SnapshotHolder:
     def swap(self, snapshot: Snapshot) -> None:
         """Serve `snapshot` from now on; the old one closes when its last reader is done."""
         with self._lock:
-            old = self._lease
-            self._lease = _Lease(snapshot)
+            old, self._lease = self._lease, _Lease(snapshot)
             if old is not None:
                 self.swap_count += 1
-                old.retired = True
-                close = old.readers == 0
-                if not close:
-                    self._retired.append(old)
-            else:
-                close = False
+            close = self._retire(old)
         if close:
             old.snapshot.close()
 
@@ -330,15 +324,19 @@ class SnapshotHolder:
         """Drop the current snapshot (shutdown)."""
         with self._lock:
             old, self._lease = self._lease, None
-            if old is not None:
-                old.retired = True
-                close = old.readers == 0
-                if not close:
-                    self._retired.append(old)
-            else:
-                close = False
+            close = self._retire(old)
         if close:
             old.snapshot.close()
+
+    def _retire(self, lease: "_Lease | None") -> bool:
+        """Mark `lease` retired (lock held); True when nobody reads it and it can close now."""
+        if lease is None:
+            return False
+        lease.retired = True
+        if lease.readers:
+            self._retired.append(lease)
+            return False
+        return True
 
 
 __all__ = ["LoadCancelled", "NoSnapshot", "Snapshot", "SnapshotError", "SnapshotHolder",

@@ -214,6 +214,29 @@ class Source:
         raise NotImplementedError
 
 
+def assemble_schema(backend: str, schema: str, names, columns: dict, primary_keys: dict,
+                    key_columns) -> SourceSchema:
+    """A SourceSchema from introspection rows; `key_columns` yields
+    (table, constraint, column, target table, target column) in key column order.
+    Keys that leave the listed tables are dropped."""
+    foreign_keys = {name: {} for name in names}
+    for table, constraint, column, target, target_column in key_columns:
+        if table not in foreign_keys or target not in foreign_keys:
+            continue
+        key = foreign_keys[table].setdefault(constraint, (target, [], []))
+        key[1].append(column)
+        key[2].append(target_column)
+    tables = tuple(
+        SourceTable(
+            name=name, columns=tuple(columns[name]), primary_key=tuple(primary_keys[name]),
+            foreign_keys=tuple(
+                ForeignKey(name=constraint, columns=cols, target_table=target,
+                           target_columns=target_cols)
+                for constraint, (target, cols, target_cols) in sorted(foreign_keys[name].items())))
+        for name in names)
+    return SourceSchema(backend=backend, schema=schema, tables=tables)
+
+
 def open_source(credentials: SourceCredentials, *, connect_timeout: int = 10) -> Source:
     """Connect to the source; raises SourceError (unreachable, auth_failed...)."""
     if credentials.backend == "mysql":

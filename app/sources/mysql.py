@@ -14,13 +14,12 @@ from pymysql.converters import conversions, through
 from app.instance import artifact
 from app.sources import values
 from app.sources.base import (
-    ForeignKey,
     Source,
     SourceColumn,
     SourceCredentials,
     SourceError,
     SourceSchema,
-    SourceTable,
+    assemble_schema,
     scrub,
 )
 
@@ -247,28 +246,13 @@ class MySQLSource(Source):
                 "ORDER BY TABLE_NAME, ORDINAL_POSITION", [schema]):
             if table in primary_keys:
                 primary_keys[table].append(column)
-        foreign_keys = {name: {} for name in names}
-        for table, constraint, column, target, target_column in self._query(
+        key_columns = self._query(
                 "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, "
                 "REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
                 "WHERE TABLE_SCHEMA = %s AND REFERENCED_TABLE_SCHEMA = %s "
                 "AND REFERENCED_TABLE_NAME IS NOT NULL "
-                "ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION", [schema, schema]):
-            if table not in foreign_keys or target not in foreign_keys:
-                continue
-            key = foreign_keys[table].setdefault(constraint, (target, [], []))
-            key[1].append(column)
-            key[2].append(target_column)
-        tables = tuple(
-            SourceTable(
-                name=name, columns=tuple(columns[name]), primary_key=tuple(primary_keys[name]),
-                foreign_keys=tuple(
-                    ForeignKey(name=constraint, columns=cols, target_table=target,
-                               target_columns=target_cols)
-                    for constraint, (target, cols, target_cols)
-                    in sorted(foreign_keys[name].items())))
-            for name in names)
-        return SourceSchema(backend=self.backend, schema=schema, tables=tables)
+                "ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION", [schema, schema])
+        return assemble_schema(self.backend, schema, names, columns, primary_keys, key_columns)
 
     def _mariadb_json_columns(self) -> set[tuple[str, str]]:
         # MariaDB's JSON is LONGTEXT plus a CHECK (json_valid(`col`)) constraint.

@@ -14,13 +14,12 @@ import psycopg2
 from app.instance import artifact
 from app.sources import values
 from app.sources.base import (
-    ForeignKey,
     Source,
     SourceColumn,
     SourceCredentials,
     SourceError,
     SourceSchema,
-    SourceTable,
+    assemble_schema,
     scrub,
 )
 
@@ -251,8 +250,7 @@ class PostgresSource(Source):
                 "ORDER BY c.relname, u.ord", [namespace]):
             if table in primary_keys:
                 primary_keys[table].append(column)
-        foreign_keys = {name: {} for name in names}
-        for table, constraint, column, target, target_column in self._query(
+        key_columns = self._query(
                 "SELECT c.relname, k.conname, a.attname, tc.relname, ta.attname "
                 "FROM pg_constraint k "
                 "JOIN pg_class c ON c.oid = k.conrelid "
@@ -262,22 +260,8 @@ class PostgresSource(Source):
                 "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum "
                 "JOIN pg_attribute ta ON ta.attrelid = k.confrelid AND ta.attnum = u.target_attnum "
                 "WHERE k.contype = 'f' AND c.relnamespace = %s AND tc.relnamespace = %s "
-                "ORDER BY c.relname, k.conname, u.ord", [namespace, namespace]):
-            if table not in foreign_keys or target not in foreign_keys:
-                continue
-            key = foreign_keys[table].setdefault(constraint, (target, [], []))
-            key[1].append(column)
-            key[2].append(target_column)
-        tables = tuple(
-            SourceTable(
-                name=name, columns=tuple(columns[name]), primary_key=tuple(primary_keys[name]),
-                foreign_keys=tuple(
-                    ForeignKey(name=constraint, columns=cols, target_table=target,
-                               target_columns=target_cols)
-                    for constraint, (target, cols, target_cols)
-                    in sorted(foreign_keys[name].items())))
-            for name in names)
-        return SourceSchema(backend=self.backend, schema=self.credentials.schema, tables=tables)
+                "ORDER BY c.relname, k.conname, u.ord", [namespace, namespace])
+        return assemble_schema(self.backend, self.credentials.schema, names, columns, primary_keys, key_columns)
 
     def row_count_estimates(self) -> dict[str, int | None]:
         rows = self._query(
