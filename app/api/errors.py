@@ -60,7 +60,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
         status_code=status,
         mimetype="application/json",
         content_type="application/json",
-        body=json.dumps({"error": code, "message": message}),
+        body=json.dumps({"error": code, "message": message}, separators=(",", ":")),
         headers=headers,
     )
 
