@@ -14,6 +14,7 @@ def create_app(settings=None):
     import json
 
     import connexion
+    from a2wsgi import WSGIMiddleware
     from connexion.jsonifier import Jsonifier
     from connexion.middleware import MiddlewarePosition
     from connexion.resolver import RelativeResolver
@@ -46,6 +47,10 @@ def create_app(settings=None):
 
     # One store connection per request, returned to the pool when the request ends.
     flask_app = app.app
+    # Connexion runs Flask on an a2wsgi pool of 10 threads and offers no setting
+    # for it; threads fighting over the GIL cost throughput, so size it by
+    # measurement (scripts/bench_api.py, docs/benchmarks.md).
+    app._middleware_app.asgi_app = WSGIMiddleware(flask_app.wsgi_app, workers=settings.threads)
 
     @flask_app.before_request
     def _open_db():

@@ -19,6 +19,7 @@ class Settings:
     secret_keys: tuple[str, ...] = ()      # Fernet keys, newest first; unset: key file in data_dir
     region: str = "local"
     db_pool_size: int = 20
+    threads: int = 2                       # Flask handler threads per worker process
     max_body_bytes: int = 1024 * 1024
     spec_path: Path = DEFAULT_SPEC
     log_level: str = "INFO"
@@ -35,6 +36,7 @@ class Settings:
             secret_keys=keys,
             region=env.get("REFLEXDB_REGION", "local"),
             db_pool_size=int(env.get("REFLEXDB_DB_POOL_SIZE", "20")),
+            threads=int(env.get("REFLEXDB_THREADS", "2")),
             spec_path=Path(env.get("REFLEXDB_SPEC", str(DEFAULT_SPEC))),
             log_level=env.get("REFLEXDB_LOG_LEVEL", "INFO").upper(),
         )
