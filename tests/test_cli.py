@@ -75,3 +75,12 @@ class TestPostgres:
 
         token = stored(Connection, connection["id"]).password_encrypted
         assert SecretBox([new_key]).decrypt(token).startswith("pw-")
+
+
+def test_thread_pool_size_is_applied(tmp_path):
+    """REFLEXDB_THREADS reaches the pool Connexion runs Flask on (it has no setting of its own)."""
+    from app import create_app
+    from app.config import Settings
+
+    app = create_app(Settings.from_env(environ={"REFLEXDB_THREADS": "3"}, data_dir=tmp_path))
+    assert app._middleware_app.asgi_app.executor._max_workers == 3
