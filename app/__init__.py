@@ -20,7 +20,7 @@ def create_app(settings=None):
     from connexion.resolver import RelativeResolver
 
     from app.api.errors import register_error_handlers
-    from app.api.limits import BodySizeLimit
+    from app.api.limits import RequestGuard
     from app.api.validation import validator_map
     from app.bootstrap import configure_services
     from app.config import Settings
@@ -42,7 +42,7 @@ def create_app(settings=None):
         validate_responses=settings.validate_responses,
     )
     register_error_handlers(app)
-    app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER,
+    app.add_middleware(RequestGuard, position=MiddlewarePosition.BEFORE_SWAGGER,
                        max_bytes=settings.max_body_bytes)
 
     # One store connection per request, returned to the pool when the request ends.

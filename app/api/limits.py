@@ -1,8 +1,14 @@
-"""ASGI middleware that refuses request bodies over the configured size with 413."""
+"""ASGI middleware guarding what reaches routing: body size and well-formed paths."""
 
 from __future__ import annotations
 
+import re
+
 from connexion.exceptions import ProblemException
+
+# No resource path holds a control character; Connexion's router and Flask's
+# disagree on some of them (a newline), which would otherwise end in a 500.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _too_large(max_bytes: int) -> ProblemException:
@@ -10,8 +16,9 @@ def _too_large(max_bytes: int) -> ProblemException:
                             detail=f"the request body is larger than {max_bytes // 1024} KiB")
 
 
-class BodySizeLimit:
-    """Checks Content-Length up front and counts streamed bytes for chunked bodies."""
+class RequestGuard:
+    """413 for bodies over `max_bytes` (Content-Length up front, streamed bytes counted);
+    400 for paths with control characters."""
 
     def __init__(self, app, max_bytes: int):
         self.app = app
@@ -20,6 +27,9 @@ class BodySizeLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if _CONTROL.search(scope.get("path", "")):
+            raise ProblemException(status=400, title="Bad Request",
+                                   detail="the URL path contains control characters")
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 raise _too_large(self.max_bytes)

@@ -85,6 +85,8 @@ class RequestBodyValidator(JSONRequestBodyValidator):
             return await super()._parse(stream, scope)
         except BadRequestProblem as exc:
             raise BadRequestProblem(detail=f"the request body is not valid JSON: {exc.detail}") from None
+        except UnicodeDecodeError:
+            raise BadRequestProblem(detail=f"the request body is not valid {self._encoding} text") from None
 
 
 class RequestParameterValidator(ParameterValidator):

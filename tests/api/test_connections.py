@@ -228,6 +228,7 @@ class TestUpdateConnection:
 
     @pytest.mark.parametrize("raw,content_type,status,code", [
         ("{bad json", "application/json", 400, "invalid_request"),
+        (b'{"name": "\xff\xc8"}', "application/json", 400, "invalid_request"),
         ("[]", "application/json", 400, "invalid_request"),
         ("", "application/json", 400, "invalid_request"),
         ("name=x", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
