@@ -10,17 +10,22 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
 import psycopg2
 import pytest
+import requests
 from cryptography.fernet import Fernet
 
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
 from app import create_app  # noqa: E402
-from app.config import Settings  # noqa: E402
+from app.config import PROJECT_ROOT, Settings  # noqa: E402
 from app.domain import environment  # noqa: E402
 from app.domain.customers import create_customer  # noqa: E402
 from app.storage.database import db, init_database, migrate  # noqa: E402
@@ -212,3 +217,40 @@ def stored(model, ident):
     """The row as stored now, read on the test's own connection."""
     with db.connection_context():
         return model.get_by_id(ident)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(stack, tmp_path):
+    """The app under gunicorn (the project's config, 2 workers) on the test PostgreSQL store; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": PG_URL, "REFLEXDB_SECRET_KEYS": stack.settings.secret_keys[0],
+           "REFLEXDB_DB_POOL_SIZE": "16", "REFLEXDB_ACCESS_LOG": ""}
+    # The log goes to a file: a pipe nobody reads would fill up and stall the server.
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_ROOT / "gunicorn.conf.py"),
+             "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"gunicorn did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)

@@ -8,60 +8,21 @@ first decides, and the other side gets a clean answer.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 
-import pytest
 import requests
 
-from app.config import PROJECT_ROOT
 from app.storage.database import db
 from app.storage.models import Connection, Database
-from tests.conftest import PG_URL, connection_payload, make_customer
+from tests.conftest import connection_payload, make_customer
 
 ROUNDS = 8
 CREATORS = 8
 REMOVERS = 4
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def server(stack):
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": PG_URL, "REFLEXDB_SECRET_KEYS": stack.settings.secret_keys[0],
-           "REFLEXDB_DB_POOL_SIZE": "16", "REFLEXDB_ACCESS_LOG": ""}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_ROOT / "gunicorn.conf.py"),
-         "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"gunicorn did not start: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.2)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-def test_no_database_outlives_its_schema(server):
+def test_no_database_outlives_its_schema(live_server):
+    server = live_server
     _, key = make_customer("Racer")
     headers = {"Authorization": f"Bearer {key}"}
     outcomes: list[tuple[str, int, str]] = []

@@ -305,10 +305,33 @@ def load(schema: Schema, payload, *, partial: bool = False) -> dict:
 
     if not isinstance(payload, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    problem = _unstorable_text(payload)
+    if problem:
+        raise InvalidRequest(problem)
     try:
         return schema.load(payload, partial=partial)
     except ValidationError as exc:
         raise InvalidRequest(describe(exc.messages)) from None
+
+
+def _unstorable_text(value, path: str = "") -> str | None:
+    """Text no store can keep: NUL characters (PostgreSQL refuses them) or lone surrogates."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path or 'body'}: must not contain NUL characters"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path or 'body'}: must be valid Unicode text (it holds a lone surrogate)"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and (problem := _unstorable_text(key, path)):
+            return problem
+        where = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+        if problem := _unstorable_text(item, where):
+            return problem
+    return None
 
 
 def describe(messages, prefix: str = "") -> str:

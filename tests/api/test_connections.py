@@ -220,6 +220,9 @@ class TestUpdateConnection:
         ({"availableSchemas": ["a", "a"]}, "unique"),
         ({"syncMode": "sometimes"}, "syncMode"),
         ({"syncMode": "logical"}, "syncMode: must be 'poll' or 'binlog'"),
+        ({"name": "nul\u0000byte"}, "name: must not contain NUL characters"),
+        ({"availableSchemas": ["ok", "bad\u0000"]}, "availableSchemas[1]: must not contain NUL"),
+        ({"mysqlUser": "\ud800"}, "mysqlUser: must be valid Unicode text"),
     ])
     def test_invalid_bodies_change_nothing(self, client, connection, body, fragment):
         before = stored(Connection, connection["id"]).__data__
