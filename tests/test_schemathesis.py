@@ -20,10 +20,12 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 
 def test_every_operation_answers_as_documented(live_server):
     _, key = make_customer("Schemathesis", plan="teams")
+    examples = os.environ.get("REFLEXDB_TEST_ST_EXAMPLES", "40")
+    seed = os.environ.get("REFLEXDB_TEST_ST_SEED", "20261126")
     st = Path(sys.executable).parent / "st"
     result = subprocess.run(
         [str(st), "run", f"{live_server}/openapi.json", "--header", f"Authorization: Bearer {key}",
-         "--checks", CHECKS, "--max-examples", os.environ.get("REFLEXDB_TEST_ST_EXAMPLES", "40"), "--seed", os.environ.get("REFLEXDB_TEST_ST_SEED", "20261126"), "--no-color"],
+         "--checks", CHECKS, "--max-examples", examples, "--seed", seed, "--no-color"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"},
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
