@@ -22,6 +22,7 @@ from app.instance.state import InstanceState
 log = logging.getLogger(__name__)
 
 MAX_QUERY_BYTES = 64 * 1024
+TEXT_TYPES = ("", "text/plain", "application/x-www-form-urlencoded")
 RETRY_AFTER_SECONDS = 5
 
 
@@ -138,9 +139,9 @@ def _query_text() -> str:
         raise ApiError(413, "payload_too_large",
                        f"the query is over {MAX_QUERY_BYTES // 1024} KiB")
     mimetype = request.mimetype
-    # A missing content type is taken as text/plain: curl -d and many
-    # clients send form or nothing by default, the query is text either way.
-    if mimetype and mimetype != "text/plain":
+    # The query is text whatever the client calls it: nothing, or curl's default
+    # for -d/--data-binary (form, which curl does not encode), is taken as text.
+    if mimetype not in TEXT_TYPES:
         raise ApiError(415, "unsupported_media_type",
                        f"the query body must be text/plain, not {mimetype}")
     raw = request.get_data(cache=False)

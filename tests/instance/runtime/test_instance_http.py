@@ -156,6 +156,13 @@ class TestErrors:
 
         assert (response.status_code, response.json()) == (200, [{"id": 7}])
 
+    def test_curl_default_content_type_is_text(self, mysql_instance):
+        """curl -d / --data-binary send application/x-www-form-urlencoded, unencoded."""
+        response = mysql_instance.query('users(name = "user 7") { id }',
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+        assert (response.status_code, response.json()) == (200, [{"id": 7}])
+
     def test_empty_query(self, mysql_instance):
         response = mysql_instance.query("  \n")
 
