@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+from operator import itemgetter
 
 from ..artifact import SchemaArtifact
 from .errors import QueryError
@@ -61,44 +62,53 @@ class QueryEngine:
 
 def _build(node: NodePlan, rows: list[tuple], cursor: sqlite3.Cursor) -> list[dict]:
     related = [_fetch_children(child, rows, cursor) for child in node.children]
+    # Resolve each output once per node, not once per row: this loop is the
+    # hot path of every query.
+    steps = []
+    for output in node.outputs:
+        if isinstance(output, ColumnOutput):
+            steps.append((False, output.key, output.index, output.convert))
+        else:
+            child = node.children[output.child]
+            steps.append((True, output.key, itemgetter(*child.parent_key),
+                          (related[output.child], child.many)))
     objects = []
     for row in rows:
         item = {}
-        for output in node.outputs:
-            if isinstance(output, ColumnOutput):
-                value = row[output.index]
-                if value is not None and output.convert is not None:
-                    value = output.convert(value)
-                item[output.key] = value
-                continue
-            child = node.children[output.child]
-            found = related[output.child].get(tuple(row[i] for i in child.parent_key))
-            if child.many:
-                item[output.key] = list(found) if found else []
+        for is_relation, key, where, extra in steps:
+            if is_relation:
+                groups, many = extra
+                found = groups.get(where(row))
+                item[key] = (list(found) if found else []) if many else found
             else:
-                item[output.key] = found
+                value = row[where]
+                item[key] = extra(value) if extra is not None and value is not None else value
         objects.append(item)
     return objects
 
 
 def _fetch_children(child: ChildPlan, parent_rows: list[tuple], cursor: sqlite3.Cursor) -> dict:
-    """Parent key -> list of child objects (or the one object for a forward relation)."""
-    keys: dict[tuple, None] = {}
-    for row in parent_rows:
-        key = tuple(row[i] for i in child.parent_key)
-        if None not in key:
-            keys.setdefault(key)
+    """Parent key -> list of child objects (or the one object for a forward relation).
+
+    Keys are scalars for one-column relations and tuples otherwise, on both
+    sides (itemgetter's own convention).
+    """
+    parent_key = itemgetter(*child.parent_key)
+    composite = len(child.parent_key) > 1
+    keys = dict.fromkeys(parent_key(row) for row in parent_rows)
+    keys = [key for key in keys if (None not in key if composite else key is not None)]
     if not keys:
         return {}
-    payload = json.dumps([_json_key(key) for key in keys])
+    payload = json.dumps([_json_key(key if composite else (key,)) for key in keys])
     rows = cursor.execute(child.node.sql, (payload, *child.node.params)).fetchall()
+    link = itemgetter(*child.node.link)
     groups: dict = {}
-    for row, item in zip(rows, _build(child.node, rows, cursor), strict=True):
-        key = tuple(row[i] for i in child.node.link)
-        if child.many:
-            groups.setdefault(key, []).append(item)
-        else:
-            groups.setdefault(key, item)
+    if child.many:
+        for row, item in zip(rows, _build(child.node, rows, cursor), strict=True):
+            groups.setdefault(link(row), []).append(item)
+    else:
+        for row, item in zip(rows, _build(child.node, rows, cursor), strict=True):
+            groups.setdefault(link(row), item)
     return groups
 
 

@@ -242,3 +242,12 @@ def test_openapi_document_is_valid():
     document = build_openapi(blog_artifact("mysql", "shop"), database_id="db-1",
                              server_url="http://127.0.0.1:1")
     validate(document)
+
+
+def test_answers_keep_integers_beyond_64_bits():
+    """orjson refuses them; the answer falls back to json and keeps them exact."""
+    from app.instance.server import _json
+
+    response = _json([{"id": 2 ** 70, "name": "é"}], 200)
+    assert response.get_data() == '[{"id":1180591620717411303424,"name":"é"}]'.encode()
+    assert _json([{"id": 1}], 200).get_data() == b'[{"id":1}]'
