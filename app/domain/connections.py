@@ -90,7 +90,7 @@ def update_connection(principal: Principal, ident, payload: dict) -> dict:
             changes["credentials_version"] = connection.credentials_version + 1
         changes["updated_at"] = utcnow()
         try:
-            (Connection.update(**changes).where(Connection.id == connection.id).execute())
+            Connection.update(**changes).where(Connection.id == connection.id).execute()
         except IntegrityError:
             raise _name_taken(changes["name"]) from None
         for column, value in changes.items():

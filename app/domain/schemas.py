@@ -21,6 +21,7 @@ from marshmallow import (
 )
 
 from app.domain import catalog
+from app.domain.errors import InvalidRequest
 
 NAME = validate.Length(min=1, max=100)
 HOST = validate.Length(min=1, max=255)
@@ -204,9 +205,10 @@ ManagementKeyCreateSchema = QueryKeyCreateSchema = KeyCreateSchema
 
 
 class OutputSchema(Schema):
+    """Dump-only shapes; fields come out in declaration order."""
+
     class Meta:
         unknown = EXCLUDE
-        ordered = True
 
 
 class DatabaseOut(OutputSchema):
@@ -301,8 +303,6 @@ class SchemaConfigOut(OutputSchema):
 
 def load(schema: Schema, payload, *, partial: bool = False) -> dict:
     """Validate `payload` with `schema`; raise InvalidRequest naming every bad field."""
-    from app.domain.errors import InvalidRequest
-
     if not isinstance(payload, dict):
         raise InvalidRequest("the request body must be a JSON object")
     problem = _unstorable_text(payload)
