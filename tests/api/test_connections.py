@@ -332,3 +332,43 @@ class TestDeleteConnection:
         client.delete(f"/databases/{database['id']}")
         assert client.delete(f"/connections/{connection['id']}").status_code == 204
         assert stored(Database, database["id"]).deleted_at is not None
+
+
+class TestSchemaCheckCost:
+    """Contract §5.4: the schema-in-use check is one set-based query, whatever the database count."""
+
+    def statements_of_a_refused_patch(self, client, stack, databases: int) -> int:
+        import logging
+
+        from app.domain import connections
+        from app.domain.errors import Conflict
+        from app.domain.principal import Principal
+        from app.storage.database import db
+
+        conn = client.post("/connections", connection_payload()).json()
+        for i in range(databases):
+            client.post("/databases", {"connectionId": conn["id"], "name": f"d{i}", "mysqlDb": "shop"})
+        principal = Principal(customer_id=conn["customerId"], key_id="test")
+        seen = []
+
+        class Counter(logging.Handler):
+            def emit(self, record):
+                if isinstance(record.msg, tuple):   # peewee logs each statement as (sql, params)
+                    seen.append(record.msg[0])
+
+        peewee_log = logging.getLogger("peewee")
+        handler, level = Counter(), peewee_log.level
+        peewee_log.addHandler(handler)
+        peewee_log.setLevel(logging.DEBUG)
+        try:
+            with db.connection_context(), pytest.raises(Conflict):
+                connections.update_connection(principal, conn["id"], {"availableSchemas": ["analytics"]})
+        finally:
+            peewee_log.removeHandler(handler)
+            peewee_log.setLevel(level)
+        return len(seen)
+
+    def test_statement_count_does_not_grow_with_databases(self, client, stack):
+        one = self.statements_of_a_refused_patch(client, stack, 1)
+        many = self.statements_of_a_refused_patch(client, stack, 40)
+        assert one == many == 2   # lock the connection row, then the one usage query
