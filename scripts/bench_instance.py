@@ -40,11 +40,11 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.build import build_artifact  # noqa: E402
-from app.instance.keys import make_query_key, write_keys_file  # noqa: E402
-from app.instance.query import QueryEngine  # noqa: E402
-from app.instance.runtime import LocalProcessRuntime  # noqa: E402
-from app.instance.settings import InstanceSettings, SourceSettings  # noqa: E402
+from app.contracts.instance_settings import InstanceSettings, SourceSettings  # noqa: E402
+from app.contracts.query_keys import make_query_key, write_keys_file  # noqa: E402
+from app.engine.runtime import LocalProcessRuntime  # noqa: E402
 from app.instance.snapshot import Snapshot  # noqa: E402
+from app.query import QueryEngine  # noqa: E402
 from app.sources import SourceCredentials, open_source  # noqa: E402
 
 NESTED_QUERY = "posts { id author { name } comments(approved = true) { body } }"

@@ -17,9 +17,9 @@ import pytest
 import requests
 
 from app.build import build_artifact
+from app.contracts.instance_settings import InstanceSettings, SourceSettings
 from app.domain import query_keys
-from app.instance.runtime import LocalProcessRuntime
-from app.instance.settings import InstanceSettings, SourceSettings
+from app.engine.runtime import LocalProcessRuntime
 from app.sources import SourceCredentials
 from app.storage.models import Connection, Database
 from tests.conftest import SECRETS, stored

@@ -118,7 +118,7 @@ VALIDATED_ELSEWHERE = {"SchemaConfig"}
 
 
 def test_schema_config_spec_matches_its_json_schema():
-    from app.build.schema_config import SCHEMA
+    from app.contracts.schema_config import SCHEMA
 
     spec = SPEC["components"]["schemas"]["SchemaConfig"]
     assert spec["required"] == SCHEMA["required"] == ["version"]

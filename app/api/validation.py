@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator
 from connexion.utils import is_null, is_nullable
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
-from connexion.datastructures import MediaTypeDict
 from jsonschema import Draft4Validator, ValidationError
 
 UUID_PATTERN_PREFIX = "^[0-9a-fA-F]{8}-"

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.build.compile import CompileResult, compile_artifact, compile_schema
-from app.build.schema_config import ConfigError, load_config
-from app.instance import artifact
+from app.contracts import artifact
+from app.contracts.schema_config import ConfigError, load_config
 from app.sources import SourceCredentials, open_source
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from app.build.schema_config import ALIAS_PATTERN, ConfigError, load_config
-from app.instance import artifact
+from app.contracts import artifact
+from app.contracts.schema_config import ALIAS_PATTERN, ConfigError, load_config
 from app.sources.base import ForeignKey, SourceSchema, SourceTable
 
 _IDENTIFIER = re.compile(ALIAS_PATTERN)

@@ -1,7 +1,7 @@
 """Query keys `rxk_<keyId>.<mac>`: minted here, checked by the instance on its own.
 
 The mac is an HMAC of the keyId under a per-database secret (see
-app.instance.keys). Every change rewrites the database's keys file, which a
+app.contracts.query_keys). Every change rewrites the database's keys file, which a
 running instance re-reads within about a second: that is how a revocation
 reaches it without the instance ever calling the control plane.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import secrets
 
+from app.contracts.query_keys import make_query_key, write_keys_file
 from app.domain import schemas
 from app.domain.environment import current
 from app.domain.errors import NotFound
 from app.domain.ids import parse_uuid
 from app.domain.principal import Principal
-from app.instance.keys import make_query_key, write_keys_file
 from app.storage.database import db
 from app.storage.models import Database, QueryKey, utcnow
 

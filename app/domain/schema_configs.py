@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from app.build.schema_config import ConfigError, load_config
+from app.contracts.schema_config import ConfigError, load_config
 from app.domain import schemas
 from app.domain.errors import InvalidRequest
 from app.domain.ids import get_owned
 from app.domain.principal import Principal
-from app.instance.query import QueryError, parse_filter
+from app.query import QueryError, parse_filter
 from app.storage.database import db
 from app.storage.models import Database, utcnow
 

@@ -19,13 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", required=True, help="path of the instance settings JSON")
     args = parser.parse_args(argv)
 
-    from app.instance.process import InstanceApplication
-    from app.instance.settings import (
+    from app.contracts.instance_settings import (
         ADMIN_TOKEN_ENV,
         SOURCE_PASSWORD_ENV,
         InstanceSettings,
         SettingsError,
     )
+    from app.instance.process import InstanceApplication
 
     try:
         settings = InstanceSettings.load(args.settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.instance.artifact import Column, SchemaArtifact
+from app.contracts.artifact import Column, SchemaArtifact
 
 _JSON_TYPES = {
     "integer": {"type": "integer", "format": "int64"},

@@ -6,9 +6,9 @@ import logging
 
 from gunicorn.app.base import BaseApplication
 
+from app.contracts.instance_settings import InstanceSettings, SettingsError
 from app.instance.memory import MemoryBudget, limit_process
 from app.instance.server import create_app
-from app.instance.settings import InstanceSettings, SettingsError
 from app.instance.state import InstanceState
 
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,

@@ -12,14 +12,13 @@ import logging
 import uuid
 
 import orjson
-
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from app.instance.openapi import build_openapi
-from app.instance.query import QueryError
 from app.instance.snapshot import NoSnapshot
 from app.instance.state import InstanceState
+from app.query import QueryError
 
 log = logging.getLogger(__name__)
 

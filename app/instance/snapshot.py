@@ -1,6 +1,6 @@
 """The in-memory snapshot an instance serves, and the holder that swaps it atomically.
 
-A `Snapshot` is one in-memory SQLite database laid out as `app.instance.artifact`
+A `Snapshot` is one in-memory SQLite database laid out as `app.contracts.artifact`
 describes: every artifact table is created, filled from the source in batches
 (rows already in snapshot storage types), then indexed on primary keys and on
 both ends of every relation, analysed and switched to read-only. After that it
@@ -22,8 +22,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from app.instance.artifact import SchemaArtifact, Table
+from app.contracts.artifact import SchemaArtifact, Table
 from app.instance.memory import release_free_memory
+from app.query import compile_filter, parse_filter
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,6 @@ def source_filter(table: Table, backend: str):
     """`(sql, params)` applying `table.where` on the source, or None."""
     if not table.where:
         return None
-    from app.instance.query import compile_filter, parse_filter
-
     return compile_filter(parse_filter(table.where), table, backend)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hmac
 import logging
 
-from app.instance.artifact import SchemaArtifact
+from app.contracts.artifact import SchemaArtifact
+from app.contracts.instance_settings import InstanceSettings
 from app.instance.keys import KeyStore
 from app.instance.memory import MemoryBudget
-from app.instance.query import QueryEngine
-from app.instance.settings import InstanceSettings
 from app.instance.snapshot import SnapshotHolder
 from app.instance.sync import SyncController
+from app.query import QueryEngine
 
 log = logging.getLogger(__name__)
 

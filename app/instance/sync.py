@@ -15,9 +15,10 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from app.instance.artifact import SchemaArtifact
+from app import sources
+from app.contracts.artifact import SchemaArtifact
+from app.contracts.instance_settings import InstanceSettings
 from app.instance.memory import MemoryBudget
-from app.instance.settings import InstanceSettings
 from app.instance.snapshot import (
     LoadCancelled,
     Snapshot,
@@ -129,7 +130,7 @@ class SyncController:
 
     def _load_once(self) -> bool:
         """Load one snapshot and swap it in; record why when it fails."""
-        open_source, source_error = _source_api(self._open_source)
+        open_source = self._open_source or sources.open_source
         serving = self.holder.retained_bytes()
         self.loading = True
         try:
@@ -149,7 +150,7 @@ class SyncController:
             return self._failed("cap_exceeded", message)
         except SnapshotError as exc:
             return self._failed(exc.code, exc.message)
-        except source_error as exc:
+        except sources.SourceError as exc:
             return self._failed(getattr(exc, "code", "source_error"),
                                 getattr(exc, "message", None) or str(exc))
         except Exception:
@@ -182,10 +183,8 @@ class SyncController:
         return text
 
     def _credentials(self):
-        from app.sources import SourceCredentials
-
         s = self.settings.source
-        return SourceCredentials(backend=s.backend, host=s.host, port=s.port, user=s.user,
+        return sources.SourceCredentials(backend=s.backend, host=s.host, port=s.port, user=s.user,
                                  password=self._password, schema=s.schema,
                                  database=s.database)
 
@@ -200,11 +199,6 @@ class SyncController:
         return "ok" if self.holder.current is not None else "loading"
 
 
-def _source_api(open_source):
-    from app.sources import SourceError
-    from app.sources import open_source as default_open
-
-    return open_source or default_open, SourceError
 
 
 def _now_rfc3339() -> str:

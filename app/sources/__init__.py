@@ -8,19 +8,28 @@
 """
 
 from app.sources.base import (
-                              BACKENDS,
-                              DEFAULT_POSTGRES_DATABASE,
-                              ERROR_CODES,
-                              ForeignKey,
-                              Source,
-                              SourceColumn,
-                              SourceCredentials,
-                              SourceError,
-                              SourceSchema,
-                              SourceTable,
-                              open_source,
+    BACKENDS,
+    DEFAULT_POSTGRES_DATABASE,
+    ERROR_CODES,
+    ForeignKey,
+    Source,
+    SourceColumn,
+    SourceCredentials,
+    SourceError,
+    SourceSchema,
+    SourceTable,
 )
+from app.sources.mysql import MySQLSource
+from app.sources.postgres import PostgresSource
 
-__all__ = ["BACKENDS", "DEFAULT_POSTGRES_DATABASE", "ERROR_CODES", "ForeignKey", "Source",
-           "SourceColumn", "SourceCredentials", "SourceError", "SourceSchema", "SourceTable",
-           "open_source"]
+_ADAPTERS = {"mysql": MySQLSource, "postgres": PostgresSource}
+
+
+def open_source(credentials: SourceCredentials, *, connect_timeout: int = 10) -> Source:
+    """Connect to the source; raises SourceError (unreachable, auth_failed...)."""
+    return _ADAPTERS[credentials.backend](credentials, connect_timeout=connect_timeout)
+
+
+__all__ = ["BACKENDS", "DEFAULT_POSTGRES_DATABASE", "ERROR_CODES", "ForeignKey", "MySQLSource",
+           "PostgresSource", "Source", "SourceColumn", "SourceCredentials", "SourceError",
+           "SourceSchema", "SourceTable", "open_source"]

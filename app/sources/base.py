@@ -3,7 +3,7 @@
 A source is the customer's database server. An adapter connects to it with the
 connection's credentials, checks that one schema is readable, describes that
 schema (`SourceSchema`) and streams table rows already converted to the
-snapshot storage types of `app.instance.artifact`.
+snapshot storage types of `app.contracts.artifact`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Self
 
-from app.instance import artifact
+from app.contracts import artifact
 
 BACKENDS = ("mysql", "postgres")
 
@@ -235,12 +235,3 @@ def assemble_schema(backend: str, schema: str, names, columns: dict, primary_key
                 for constraint, (target, cols, target_cols) in sorted(foreign_keys[name].items())))
         for name in names)
     return SourceSchema(backend=backend, schema=schema, tables=tables)
-
-
-def open_source(credentials: SourceCredentials, *, connect_timeout: int = 10) -> Source:
-    """Connect to the source; raises SourceError (unreachable, auth_failed...)."""
-    if credentials.backend == "mysql":
-        from app.sources.mysql import MySQLSource
-        return MySQLSource(credentials, connect_timeout=connect_timeout)
-    from app.sources.postgres import PostgresSource
-    return PostgresSource(credentials, connect_timeout=connect_timeout)

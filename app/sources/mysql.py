@@ -11,7 +11,7 @@ import pymysql.cursors
 from pymysql.constants import FIELD_TYPE
 from pymysql.converters import conversions, through
 
-from app.instance import artifact
+from app.contracts import artifact
 from app.sources import values
 from app.sources.base import (
     Source,

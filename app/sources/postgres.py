@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import psycopg2
 
-from app.instance import artifact
+from app.contracts import artifact
 from app.sources import values
 from app.sources.base import (
     Source,

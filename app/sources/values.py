@@ -1,4 +1,4 @@
-"""Source values to snapshot storage values (see app.instance.artifact).
+"""Source values to snapshot storage values (see app.contracts.artifact).
 
 Both adapters read temporal values as the server's own ISO text (cheaper and
 exact, and it keeps values Python's datetime cannot hold, such as year 10000),

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from app.storage.models import Connection, Database
 from tests.conftest import connection_payload, stored
-
-ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+from tests.support import assert_error, without_generated
 
 
 def expected_connection(body: dict, customer_id, **fields) -> dict:
@@ -30,25 +26,6 @@ def expected_connection(body: dict, customer_id, **fields) -> dict:
     }
     result.update(fields)
     return result
-
-
-def without_generated(resource: dict) -> dict:
-    for key in ("id", "createdAt", "updatedAt"):
-        assert key in resource
-    assert UUID.match(resource["id"])
-    assert ISO_Z.match(resource["createdAt"]) and ISO_Z.match(resource["updatedAt"])
-    return {k: v for k, v in resource.items() if k not in ("id", "createdAt", "updatedAt")}
-
-
-def assert_error(response, status: int, code: str, *fragments: str):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error", "message"}
-    assert body["error"] == code
-    for fragment in fragments:
-        assert fragment in body["message"], body["message"]
-    return body
 
 
 @pytest.mark.both_stores

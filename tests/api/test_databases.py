@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.storage.models import Database
-from tests.api.test_connections import assert_error, without_generated
 from tests.conftest import Client, connection_payload, make_customer, stored
+from tests.support import assert_error, without_generated
 
 
 def set_status(database: dict, status: str) -> None:

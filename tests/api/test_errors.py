@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from tests.api.test_connections import assert_error
 from tests.conftest import connection_payload
+from tests.support import assert_error
 
 NIL = "00000000-0000-4000-8000-000000000000"
 

@@ -8,8 +8,8 @@ import pytest
 
 from app.storage.database import db
 from app.storage.models import ManagementKey
-from tests.api.test_connections import ISO_Z, assert_error
 from tests.conftest import Client
+from tests.support import ISO_Z, assert_error
 
 
 def key_row(key_id: str) -> ManagementKey:

@@ -8,8 +8,8 @@ import pytest
 
 from app.instance.keys import KeyStore
 from app.storage.models import Database
-from tests.api.test_connections import ISO_Z, UUID, assert_error
 from tests.conftest import stored
+from tests.support import ISO_Z, UUID, assert_error
 
 
 def keys_file(stack, database) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.test_connections import ISO_Z, assert_error
+from tests.support import ISO_Z, assert_error
 
 CONFIG = {"version": 1, "tables": [{"name": "users", "columns": ["id", "name"],
                                     "field_notes": {"name": "Display name"}},

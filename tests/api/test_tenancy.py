@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.storage.models import Connection, Database
-from tests.api.test_connections import assert_error
 from tests.conftest import connection_payload, stored
+from tests.support import assert_error
 
 
 @pytest.fixture

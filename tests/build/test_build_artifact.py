@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from app.build import ConfigError, build_artifact
-from app.instance.artifact import Column, Relation, SchemaArtifact, Table
+from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
 from app.sources import SourceError
 
 CONFIG = """\

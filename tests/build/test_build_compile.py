@@ -7,7 +7,7 @@ from typing import ClassVar
 import pytest
 
 from app.build import ConfigError, compile_artifact, compile_schema
-from app.instance.artifact import Column, Relation, SchemaArtifact, Table
+from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
 from app.sources import ForeignKey, SourceColumn, SourceSchema, SourceTable
 
 

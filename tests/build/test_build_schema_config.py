@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from app.build.schema_config import SCHEMA, ConfigError, load_config
+from app.contracts.schema_config import SCHEMA, ConfigError, load_config
 
 FULL = """\
 version: 1

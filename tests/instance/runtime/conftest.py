@@ -18,10 +18,10 @@ import pytest
 import requests
 from rt_support import MARIADB, POSTGRES, blog_artifact, comments_rows, posts_rows, users_rows
 
-from app.instance.artifact import SchemaArtifact
-from app.instance.keys import make_query_key, write_keys_file
-from app.instance.runtime import LocalProcessRuntime
-from app.instance.settings import InstanceSettings, SourceSettings
+from app.contracts.artifact import SchemaArtifact
+from app.contracts.instance_settings import InstanceSettings, SourceSettings
+from app.contracts.query_keys import make_query_key, write_keys_file
+from app.engine.runtime import LocalProcessRuntime
 from app.sources import SourceCredentials
 
 # -- sources ----------------------------------------------------------------------

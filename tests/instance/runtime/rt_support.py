@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.instance.artifact import Column, Relation, SchemaArtifact, Table
+from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from rt_support import blog_artifact, comments_rows, posts_rows, users_rows
 
-from app.instance.query import QueryError, execute
 from app.instance.snapshot import Snapshot
+from app.query import QueryError, execute
 from app.sources import open_source
 
 USERS = [dict(zip(("id", "name", "email", "pinned_post_id", "version"), r, strict=True)) for r in users_rows()]

@@ -12,10 +12,11 @@ import threading
 import pytest
 from rt_support import N_COMMENTS, N_POSTS, N_USERS, blog_artifact
 
-from app.instance.keys import KeyStore, make_query_key, write_keys_file
+from app.contracts.instance_settings import InstanceSettings, SettingsError
+from app.contracts.query_keys import make_query_key, write_keys_file
+from app.instance.keys import KeyStore
 from app.instance.memory import MemoryBudget
 from app.instance.openapi import build_openapi
-from app.instance.settings import InstanceSettings, SettingsError
 from app.instance.snapshot import (
     NoSnapshot,
     Snapshot,

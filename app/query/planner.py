@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
-from ..artifact import Column, Relation, SchemaArtifact, Table
+from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
+
 from .errors import QueryError, UnknownNameError
 from .filters import FilterCompiler, Resolved, quote_identifier
 from .nodes import FieldEntry, Location, Name, Path, Query, Selection, Wildcard

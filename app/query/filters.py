@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..artifact import Column, Table
+from app.contracts.artifact import Column, Table
+
 from .errors import QueryError, UnknownNameError
 from .nodes import (
     And,

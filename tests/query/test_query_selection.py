@@ -140,7 +140,7 @@ def test_backticked_names(run):
 def test_conversions_keep_odd_values_servable(artifact):
     import sqlite3
 
-    from app.instance.query import execute
+    from app.query import execute
     connection = sqlite3.connect(":memory:")
     connection.execute('CREATE TABLE "app_users" (id, full_name, email, plan, age, active, '
                        'score, manager_id, joined, prefs, avatar, password_hash)')

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.instance.query import QueryError, QuerySyntaxError, parse, parse_filter
-from app.instance.query.nodes import (
+from app.query import QueryError, QuerySyntaxError, parse, parse_filter
+from app.query.nodes import (
     And,
     Between,
     Comparison,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.instance.query import QueryError, QuerySyntaxError, UnknownNameError, execute
+from app.query import QueryError, QuerySyntaxError, UnknownNameError, execute
 
 USERS_FIELDS = ("id", "name", "email", "plan", "age", "active", "score", "manager_id", "joined",
                 "prefs", "avatar")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.instance.query import QueryError, execute
+from app.query import QueryError, execute
 
 # Fragments of the language, so generated text often gets past the first token.
 TOKENS = st.sampled_from([

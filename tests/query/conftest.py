@@ -1,4 +1,4 @@
-"""Fixtures: a schema artifact and SQLite snapshots laid out as app.instance.artifact says."""
+"""Fixtures: a schema artifact and SQLite snapshots laid out as app.contracts.artifact says."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from app.instance.artifact import Column, Relation, SchemaArtifact, Table
+from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
 
 _DECLARED = {"integer": "INTEGER", "float": "REAL", "decimal": "REAL", "boolean": "INTEGER",
              "binary": "BLOB"}
@@ -185,7 +185,7 @@ def big_db(artifact, big_data) -> sqlite3.Connection:
 @pytest.fixture
 def run(artifact, db):
     """Run a query on the small snapshot."""
-    from app.instance.query import execute
+    from app.query import execute
 
     def run(text: str, **limits) -> list[dict]:
         return execute(artifact, db, text, **limits)

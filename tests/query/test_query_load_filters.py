@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from app.instance.query import (
+from app.query import (
     QueryError,
     UnknownNameError,
     compile_filter,
@@ -49,7 +49,7 @@ def test_postgres_like_on_non_text_compares_text(users):
 
 
 def test_identifiers_are_quoted_for_each_dialect(artifact):
-    from app.instance.artifact import Column, Table
+    from app.contracts.artifact import Column, Table
     odd = Table(name="t", columns=(Column('we"ird`col', "integer", field="odd"),))
     expression = parse_filter("odd = 1")
     assert compile_filter(expression, odd, "sqlite") == ('"we""ird`col" = ?', [1])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.instance.query import QueryError, execute
+from app.query import QueryError, execute
 
 
 def ids(rows):

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import requests
 
-from app.instance.artifact import SchemaArtifact
-from app.instance.settings import ADMIN_TOKEN_ENV, SOURCE_PASSWORD_ENV, InstanceSettings
+from app.contracts.artifact import SchemaArtifact
+from app.contracts.instance_settings import ADMIN_TOKEN_ENV, SOURCE_PASSWORD_ENV, InstanceSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.instance.query import QueryEngine, QueryError, execute
+from app.query import QueryEngine, QueryError, execute
 
 
 def ids(rows):

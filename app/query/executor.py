@@ -7,7 +7,8 @@ import json
 import sqlite3
 from operator import itemgetter
 
-from ..artifact import SchemaArtifact
+from app.contracts.artifact import SchemaArtifact
+
 from .errors import QueryError
 from .parser import parse
 from .planner import ChildPlan, ColumnOutput, NodePlan, Plan, compile_query, plan_query

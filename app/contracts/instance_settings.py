@@ -9,7 +9,7 @@ File format (camelCase, unknown fields rejected):
     {
       "databaseId": "5b0c…",                  # required
       "artifactPath": "/…/artifact.json",     # required: a SchemaArtifact as JSON
-      "keysFile": "/…/keys.json",             # required: see app.instance.keys
+      "keysFile": "/…/keys.json",             # required: see app.contracts.query_keys
       "source": {                             # required: credentials minus password
         "backend": "mysql" | "postgres",
         "host": "db.example.com", "port": 3306,

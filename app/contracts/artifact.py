@@ -64,7 +64,7 @@ class Table:
     primary_key: tuple[str, ...] = ()        # source column names; may be empty
     alias: str = ""                          # name exposed to queries
     # Row filter applied when the snapshot is loaded, in the query language's
-    # filter syntax over this table's *field* names (see app.instance.query).
+    # filter syntax over this table's *field* names (see app.query).
     where: str | None = None
 
     def __post_init__(self):

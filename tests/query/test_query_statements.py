@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from app.instance.query import compile_query, execute, run_plan
+from app.query import compile_query, execute, run_plan
 
 NESTED = ("users(id > 20) { id name manager { name } posts { id comments { body author { name } } "
           "post_tags { tag { name } } ORDER BY id DESC LIMIT 3 } }")
@@ -46,7 +46,7 @@ def test_nested_statements_use_json_keys_and_indexes(artifact, big_db):
 
 
 def test_rows_read_by_position_whatever_the_row_factory(artifact):
-    from app.instance.query import execute as run_query
+    from app.query import execute as run_query
     connection = sqlite3.connect(":memory:")
     connection.row_factory = sqlite3.Row
     connection.execute('CREATE TABLE "tags" ("id" INTEGER PRIMARY KEY, "name" TEXT)')
