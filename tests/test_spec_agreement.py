@@ -43,7 +43,8 @@ def constraints_of_spec(node: dict) -> dict:
         if key in node:
             out[key] = node[key]
     if "enum" in node:
-        out["enum"] = sorted(node["enum"])
+        # A nullable enum lists null (OpenAPI 3.0.3); null is compared once, as `nullable`.
+        out["enum"] = sorted(value for value in node["enum"] if value is not None)
     if node.get("uniqueItems"):
         out["uniqueItems"] = True
     if node.get("type") == "array":

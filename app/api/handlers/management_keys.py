@@ -10,6 +10,6 @@ def create_management_key(user, body):
     return created, 201, {"Location": f"/v1/account/management-keys/{created['id']}"}
 
 
-def delete_management_key(user, key_id):
-    management_keys.revoke_key(user, key_id)
+def delete_management_key(user, management_key_id):
+    management_keys.revoke_key(user, management_key_id)
     return None, 204

@@ -10,6 +10,6 @@ def create_api_key(user, database_id, body):
     return created, 201, {"Location": f"/v1/databases/{database_id}/api-keys/{created['id']}"}
 
 
-def delete_api_key(user, database_id, key_id):
-    query_keys.revoke_key(user, database_id, key_id)
+def delete_api_key(user, database_id, api_key_id):
+    query_keys.revoke_key(user, database_id, api_key_id)
     return None, 204
