@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import time
 
-import pymysql
 import pytest
 import requests
 
@@ -22,18 +21,14 @@ from app.domain import query_keys
 from app.engine.runtime import LocalProcessRuntime
 from app.sources import SourceCredentials
 from app.storage.models import Connection, Database
+from tests import servers
 from tests.conftest import SECRETS, stored
-
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
 
 @pytest.fixture
 def shop():
     """A MariaDB schema `rx_e2e_*` with a read-only user of its own."""
-    try:
-        admin = pymysql.connect(**MARIADB, autocommit=True, connect_timeout=5)
-    except pymysql.MySQLError as exc:
-        pytest.fail(f"MariaDB at 127.0.0.1:3306 is unreachable: {exc}")
+    admin = servers.connect_mariadb()
     name = f"rx_e2e_{secrets.token_hex(4)}"
     user, password = f"{name}_r", f"Pw-{secrets.token_urlsafe(12)}"
     SECRETS.add(password)
@@ -55,7 +50,8 @@ def shop():
 
 def test_keys_minted_by_the_api_open_and_close_a_real_instance(client, stack, shop, tmp_path):
     conn = client.post("/connections", {
-        "name": "shop", "mysqlHost": "127.0.0.1", "mysqlPort": 3306, "availableSchemas": [shop["schema"]],
+        "name": "shop", "mysqlHost": servers.mariadb().host, "mysqlPort": servers.mariadb().port,
+        "availableSchemas": [shop["schema"]],
         "mysqlUser": shop["user"], "mysqlPassword": shop["password"],
         "instance": {"name": "live", "mysqlDb": shop["schema"]},
     }).json()

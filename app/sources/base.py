@@ -189,7 +189,9 @@ class Source:
                     batch_size: int = 5000) -> Iterator[list[tuple]]:
         """Batches of `table.columns` values, converted to snapshot storage types.
 
-        `where` is `(sql, params)` in the driver's `%s` parameter style.
+        `where` is `(sql, params)` in the driver's `%s` parameter style; the
+        statement is always %-formatted, so a literal `%` in `sql` (as in an
+        identifier from `quote_identifier`) is written `%%`.
         """
         raise NotImplementedError
 

@@ -40,8 +40,14 @@ _DRIVER_ERRORS = (pymysql.MySQLError, OSError)
 
 
 def quote_identifier(name: str) -> str:
-    """`name` as a MySQL identifier."""
-    return "`" + name.replace("`", "``") + "`"
+    """`name` as a MySQL identifier, in a statement executed with parameters.
+
+    PyMySQL %-formats a statement only when it is given parameters, so `%` is
+    written `%%` here and every statement holding an identifier is executed
+    with a parameter sequence (empty when it has no placeholder): the doubling
+    is then undone exactly once, whatever the statement contains.
+    """
+    return "`" + name.replace("`", "``").replace("%", "%%") + "`"
 
 
 def logical_type(data_type: str, column_type: str) -> str:
@@ -166,7 +172,8 @@ class MySQLSource(Source):
         return SourceError("source_error", f"the MySQL server at {where} failed while {doing}: "
                            f"{detail}")
 
-    def _query(self, sql: str, params=None, doing: str = "reading the schema") -> list[tuple]:
+    def _query(self, sql: str, params=(), doing: str = "reading the schema") -> list[tuple]:
+        """The rows of `sql`; always %-formatted (see quote_identifier), so `%` is `%%`."""
         try:
             with self._conn.cursor() as cursor:
                 cursor.execute(sql, params)
@@ -215,7 +222,7 @@ class MySQLSource(Source):
         probe = " UNION ALL ".join(f"SELECT 1 FROM {schema}.{quote_identifier(name)} WHERE 1 = 0"
                                    for name in names)
         try:
-            self._query(probe, None, "checking that its tables are readable")
+            self._query(probe, (), "checking that its tables are readable")
         except SourceError as error:
             if error.code == "access_denied":
                 return False
@@ -325,9 +332,9 @@ class MySQLSource(Source):
         expressions, convert = self._select(table)
         sql = (f"SELECT {', '.join(expressions)} FROM "
                f"{quote_identifier(self.credentials.schema)}.{quote_identifier(table.name)}")
-        params = None
+        params = []   # a sequence even when empty: see quote_identifier
         if where is not None:
-            sql = sql.replace("%", "%%") + f" WHERE ({where[0]})"
+            sql += f" WHERE ({where[0]})"
             params = list(where[1])
         finished = False
         cursor = None

@@ -38,8 +38,14 @@ _DRIVER_ERRORS = (psycopg2.Error, OSError)
 
 
 def quote_identifier(name: str) -> str:
-    """`name` as a PostgreSQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
+    """`name` as a PostgreSQL identifier, in a statement executed with parameters.
+
+    psycopg2 %-formats a statement only when it is given parameters, so `%` is
+    written `%%` here and every statement holding an identifier is executed
+    with a parameter sequence (empty when it has no placeholder): the doubling
+    is then undone exactly once, whatever the statement contains.
+    """
+    return '"' + name.replace('"', '""').replace("%", "%%") + '"'
 
 
 _TYPES = {
@@ -187,7 +193,8 @@ class PostgresSource(Source):
         return SourceError("source_error", f"the PostgreSQL server at {where} failed while "
                            f"{doing}: {detail}")
 
-    def _query(self, sql: str, params=None, doing: str = "reading the schema") -> list[tuple]:
+    def _query(self, sql: str, params=(), doing: str = "reading the schema") -> list[tuple]:
+        """The rows of `sql`; always %-formatted (see quote_identifier), so `%` is `%%`."""
         try:
             with self._conn.cursor() as cursor:
                 cursor.execute(sql, params)
@@ -302,9 +309,9 @@ class PostgresSource(Source):
         expressions, convert = self._select(table)
         sql = (f"SELECT {', '.join(expressions)} FROM "
                f"{quote_identifier(self.credentials.schema)}.{quote_identifier(table.name)}")
-        params = None
+        params = []   # a sequence even when empty: see quote_identifier
         if where is not None:
-            sql = sql.replace("%", "%%") + f" WHERE ({where[0]})"
+            sql += f" WHERE ({where[0]})"
             params = list(where[1])
         cursor = None
         try:

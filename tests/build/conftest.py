@@ -2,23 +2,17 @@
 
 (The compiler is pure: its tests build their `SourceSchema` by hand.) The
 sources are a small MariaDB database and PostgreSQL schema named
-`rx_src_<random>`, dropped at the end; an unreachable server fails the tests.
+`rx_src_<random>` on the servers of tests/servers.py, dropped at the end; an
+unreachable server fails the tests.
 """
 
 from __future__ import annotations
 
 import secrets
 
-import psycopg2
-import pymysql
 import pytest
 
-from app.sources import SourceCredentials
-
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "",
-            "dbname": "test"}
-
+from tests import servers
 
 MARIADB_DDL = [
     ("CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(100) NOT NULL, "
@@ -48,18 +42,14 @@ POSTGRES_DDL = [
 def mariadb_source():
     """Credentials for a small MariaDB database; dropped at the end of the session."""
     name = f"rx_src_{secrets.token_hex(4)}"
-    try:
-        connection = pymysql.connect(**MARIADB, autocommit=True, connect_timeout=5)
-    except pymysql.MySQLError as exc:
-        pytest.fail(f"MariaDB at {MARIADB['host']}:{MARIADB['port']} is unreachable: {exc}")
+    connection = servers.connect_mariadb()
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE `{name}`")
             cursor.execute(f"USE `{name}`")
             for statement in MARIADB_DDL:
                 cursor.execute(statement)
-        yield SourceCredentials(backend="mysql", host=MARIADB["host"], port=MARIADB["port"],
-                                user=MARIADB["user"], password=MARIADB["password"], schema=name)
+        yield servers.mariadb().credentials(name)
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
@@ -68,23 +58,15 @@ def mariadb_source():
 
 @pytest.fixture(scope="session")
 def postgres_source():
-    """Credentials for a small PostgreSQL schema in database `test`; dropped at the end."""
+    """Credentials for a small PostgreSQL schema in the source database; dropped at the end."""
     name = f"rx_src_{secrets.token_hex(4)}"
-    try:
-        connection = psycopg2.connect(connect_timeout=5, **POSTGRES)
-    except psycopg2.Error as exc:
-        pytest.fail(f"PostgreSQL at {POSTGRES['host']}:{POSTGRES['port']} (database "
-                    f"{POSTGRES['dbname']!r}) is unreachable: {exc}")
-    connection.autocommit = True
+    connection = servers.connect_postgres()
     try:
         with connection.cursor() as cursor:
             cursor.execute(f'CREATE SCHEMA "{name}"')
             for statement in POSTGRES_DDL:
                 cursor.execute(statement.format(s=f'"{name}"'))
-        yield SourceCredentials(backend="postgres", host=POSTGRES["host"],
-                                port=POSTGRES["port"], user=POSTGRES["user"],
-                                password=POSTGRES["password"], schema=name,
-                                database=POSTGRES["dbname"])
+        yield servers.postgres().credentials(name)
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

@@ -45,7 +45,7 @@ def expected_log(credentials):
     c = credentials
     return [
         "validating the schema config",
-        f"connecting to {c.backend} server 127.0.0.1:{c.port} as user {c.user!r}",
+        f"connecting to {c.backend} server {c.host}:{c.port} as user {c.user!r}",
         f"checking access to schema {c.target!r}",
         "introspecting tables, columns and keys",
         f"found 3 table(s) in schema {c.target!r}",
@@ -94,15 +94,15 @@ def test_config_naming_a_missing_table(postgres_source):
 
 
 def test_failed_build_keeps_its_log_and_no_secret(mariadb_source):
-    credentials = dataclasses.replace(mariadb_source, schema="rx_src_missing",
-                                      password="")
+    credentials = dataclasses.replace(mariadb_source, schema="rx_src_missing")
     streamed = []
     with pytest.raises(SourceError) as caught:
         build_artifact(credentials, None, on_log=streamed.append)
     assert caught.value.code == "schema_missing"
     assert streamed == [
         "no schema config: every table, column and relation is exposed",
-        "connecting to mysql server 127.0.0.1:3306 as user 'root'",
+        f"connecting to mysql server {credentials.host}:{credentials.port} as user "
+        f"{credentials.user!r}",
         "checking access to schema 'rx_src_missing'",
     ]
 

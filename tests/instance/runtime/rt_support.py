@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
+from tests import servers
 
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
+MARIADB = servers.mariadb().connect_args()
+POSTGRES = servers.postgres().connect_args()
 
 N_USERS, N_POSTS, N_COMMENTS = 200, 1000, 3000
 NESTED_QUERY = "posts { id author { name } comments(approved = true) { body } }"
