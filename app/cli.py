@@ -7,21 +7,30 @@ import json
 import os
 import sys
 
-from app.config import PROJECT_ROOT, Settings
+from cryptography.fernet import Fernet
+from peewee import DatabaseError
+
+from app.bootstrap import StoreNotReady, configure_services
+from app.config import PROJECT_ROOT, Settings, SettingsError
+from app.domain.customers import create_customer
+from app.domain.errors import DomainError
+from app.domain.secrets import rotate_secrets
+from app.storage.database import db, migrate
+
+# Exit codes: what the user asked for is wrong (bad setting, bad argument,
+# refused by a rule) vs. something around it failed (store down, not migrated).
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
-def _services() -> Settings:
-    from app.bootstrap import configure_services
-
+def _services(*, require_migrated: bool = True) -> Settings:
     settings = Settings.from_env()
-    configure_services(settings)
+    configure_services(settings, require_migrated=require_migrated)
     return settings
 
 
 def cmd_migrate(_args) -> int:
-    from app.storage.database import migrate
-
-    _services()
+    _services(require_migrated=False)
     applied = migrate()
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""),
           file=sys.stderr)
@@ -29,44 +38,27 @@ def cmd_migrate(_args) -> int:
 
 
 def cmd_customers_create(args) -> int:
-    from app.domain.customers import create_customer
-    from app.domain.errors import DomainError
-    from app.storage.database import db
-
     _services()
-    try:
-        with db.connection_context():
-            customer, key = create_customer(args.name, plan=args.plan, is_admin=args.admin)
-    except DomainError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+    with db.connection_context():
+        customer, key = create_customer(args.name, plan=args.plan, is_admin=args.admin)
     # Exactly one JSON object on stdout, so scripts can parse it.
     print(json.dumps({"customerId": str(customer.id), "key": key}))
     return 0
 
 
 def cmd_secrets_generate_key(_args) -> int:
-    from cryptography.fernet import Fernet
-
     print(Fernet.generate_key().decode())
     return 0
 
 
 def cmd_secrets_rotate(_args) -> int:
-    """Re-encrypt every stored password under the newest key (the first of REFLEXDB_SECRET_KEYS)."""
-    from app.domain.environment import current
-    from app.storage.database import db
-    from app.storage.models import Connection
-
+    """Re-encrypt every stored secret under the newest key (the first of REFLEXDB_SECRET_KEYS)."""
     _services()
-    box = current().secret_box
-    count = 0
-    with db.connection_context(), db.atomic():
-        for row in Connection.select(Connection.id, Connection.password_encrypted):
-            Connection.update(password_encrypted=box.rotate(row.password_encrypted)).where(
-                Connection.id == row.id).execute()
-            count += 1
-    print(f"re-encrypted {count} password(s)", file=sys.stderr)
+    with db.connection_context():
+        result = rotate_secrets()
+    columns = ", ".join(f"{name} {count}" for name, count in result.rotated.items())
+    print(f"re-encrypted {result.total} secret(s) ({columns}); "
+          f"{result.already_current} already under the newest key", file=sys.stderr)
     return 0
 
 
@@ -99,11 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--admin", action="store_true", help="the customer may use admin routes")
     create.set_defaults(func=cmd_customers_create)
 
-    secrets = sub.add_parser("secrets", help="encryption keys for stored source passwords")
+    secrets = sub.add_parser("secrets", help="encryption keys for stored secrets")
     secrets_sub = secrets.add_subparsers(dest="action", required=True)
     secrets_sub.add_parser("generate-key", help="print a new key for REFLEXDB_SECRET_KEYS").set_defaults(
         func=cmd_secrets_generate_key)
-    secrets_sub.add_parser("rotate", help="re-encrypt stored passwords with the newest key").set_defaults(
+    secrets_sub.add_parser("rotate", help="re-encrypt every stored secret with the newest key").set_defaults(
         func=cmd_secrets_rotate)
 
     serve = sub.add_parser("serve", help="migrate, then serve the API with gunicorn")
@@ -114,8 +106,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every error is one line on stderr and a non-zero exit, never a traceback."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        return _fail(exc.problems, EXIT_USAGE)
+    except DomainError as exc:
+        return _fail([exc.message], EXIT_USAGE)
+    except StoreNotReady as exc:
+        return _fail([str(exc)], EXIT_FAILURE)
+    except DatabaseError as exc:
+        return _fail([f"the store failed: {_first_line(exc)}"], EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the promise is one line, whatever went wrong
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        return _fail([f"{command} failed: {type(exc).__name__}: {_first_line(exc)}"], EXIT_FAILURE)
+
+
+def _fail(lines: list[str], code: int) -> int:
+    for line in lines:
+        print(f"reflexdb: {line}", file=sys.stderr)
+    return code
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

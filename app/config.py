@@ -1,13 +1,37 @@
-"""Settings read from the environment, once, by the app factory or the CLI."""
+"""Settings read from the environment, once, by the app factory, the CLI and gunicorn.conf.py."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
+
+from cryptography.fernet import Fernet
+from environs import Env, EnvValidationError, ValidationError
+from marshmallow.validate import Length, Range
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = PROJECT_ROOT / "openapi" / "openapi.yaml"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+POSTGRES_SCHEMES = ("postgres", "postgresql", "postgres+pool", "postgresql+pool")
+STORE_SCHEMES = (*POSTGRES_SCHEMES, "sqlite")
+# Their values are secrets (the store URL may carry a password): never echoed.
+SECRET_VARIABLES = frozenset({"DATABASE_URL", "REFLEXDB_SECRET_KEYS"})
+
+
+class SettingsError(ValueError):
+    """Settings with a value they do not accept: `problems` holds one line per setting."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _default_workers() -> int:
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -23,22 +47,155 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     spec_path: Path = DEFAULT_SPEC
     log_level: str = "INFO"
+    # gunicorn's (read by gunicorn.conf.py)
+    bind: str = "127.0.0.1:8080"
+    workers: int = field(default_factory=_default_workers)
+    timeout: int = 30
+    access_log: str | None = "-"           # None: no access log
     validate_responses: bool = False       # tests turn this on: every response checked against the spec
     extra: dict = field(default_factory=dict)  # test overrides that have no env var
 
     @classmethod
-    def from_env(cls, environ: dict | None = None, **overrides) -> "Settings":
-        env = os.environ if environ is None else environ
-        keys = tuple(k.strip() for k in env.get("REFLEXDB_SECRET_KEYS", "").split(",") if k.strip())
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Read every setting from `environ` (default: the process environment).
+
+        Raises SettingsError naming each variable whose value is refused and
+        what it accepts; `overrides` replace values after they are read.
+        """
+        reader = _Reader(environ)
         values = dict(
-            database_url=env.get("DATABASE_URL") or None,
-            data_dir=Path(env.get("REFLEXDB_DATA_DIR", "data")),
-            secret_keys=keys,
-            region=env.get("REFLEXDB_REGION", "local"),
-            db_pool_size=int(env.get("REFLEXDB_DB_POOL_SIZE", "20")),
-            threads=int(env.get("REFLEXDB_THREADS", "2")),
-            spec_path=Path(env.get("REFLEXDB_SPEC", str(DEFAULT_SPEC))),
-            log_level=env.get("REFLEXDB_LOG_LEVEL", "INFO").upper(),
+            database_url=reader.store_url("DATABASE_URL"),
+            data_dir=reader.directory("REFLEXDB_DATA_DIR", Path("data")),
+            secret_keys=reader.fernet_keys("REFLEXDB_SECRET_KEYS"),
+            region=reader.text("REFLEXDB_REGION", "local", max_length=64),
+            db_pool_size=reader.integer("REFLEXDB_DB_POOL_SIZE", 20, 1, 1000),
+            threads=reader.integer("REFLEXDB_THREADS", 2, 1, 64),
+            spec_path=reader.existing_file("REFLEXDB_SPEC", DEFAULT_SPEC),
+            log_level=reader.choice("REFLEXDB_LOG_LEVEL", "INFO", LOG_LEVELS),
+            bind=reader.text("REFLEXDB_BIND", "127.0.0.1:8080", max_length=255),
+            workers=reader.integer("REFLEXDB_WORKERS", _default_workers(), 1, 256),
+            timeout=reader.integer("REFLEXDB_TIMEOUT", 30, 1, 3600),
+            access_log=reader.text("REFLEXDB_ACCESS_LOG", "-", max_length=4096, empty=True) or None,
         )
+        reader.finish()
         values.update(overrides)
-        return cls(**values)
+        settings = cls(**values)
+        if settings.uses_postgres and not settings.secret_keys:
+            raise SettingsError([
+                "REFLEXDB_SECRET_KEYS must be set when DATABASE_URL names a PostgreSQL store "
+                "(generate a key with: reflexdb secrets generate-key)"])
+        return settings
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.database_url) and urlparse(self.database_url).scheme in POSTGRES_SCHEMES
+
+
+class _MappingEnv(Env):
+    """environs' reader over a given mapping instead of os.environ (tests pass their own)."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        super().__init__(eager=False)
+        self._mapping = environ
+
+    def _get_value(self, env_key, default):
+        # environs looks values up here; its public API reads os.environ only.
+        return self._mapping.get(env_key, default)
+
+
+class _Reader:
+    """Reads settings with environs, remembering what each variable accepts for the error."""
+
+    def __init__(self, environ: Mapping[str, str] | None):
+        self._environ = os.environ if environ is None else environ
+        self._env = Env(eager=False) if environ is None else _MappingEnv(environ)
+        self._accepts: dict[str, str] = {}
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        self._accepts[name] = f"an integer from {low} to {high}"
+        return self._env.int(name, default, validate=Range(low, high))
+
+    def text(self, name: str, default: str, *, max_length: int, empty: bool = False) -> str:
+        low = 0 if empty else 1
+        self._accepts[name] = (f"text of at most {max_length} characters" if empty
+                               else f"non-empty text of at most {max_length} characters")
+        return self._env.str(name, default, validate=Length(low, max_length))
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        self._accepts[name] = f"one of {', '.join(choices)}, in any case"
+        value = self._env.str(name, default, validate=_upper_in(choices))
+        return value.upper() if value else value
+
+    def directory(self, name: str, default: Path) -> Path:
+        self._accepts[name] = "the path of a directory (made when missing)"
+        return self._env.path(name, default, validate=_not_a_file)
+
+    def existing_file(self, name: str, default: Path) -> Path:
+        self._accepts[name] = "the path of an existing file"
+        return self._env.path(name, default, validate=_is_file)
+
+    def store_url(self, name: str) -> str | None:
+        self._accepts[name] = "empty or a postgresql:// or sqlite:/// URL"
+        return self._env.str(name, "", validate=_store_url) or None
+
+    def fernet_keys(self, name: str) -> tuple[str, ...]:
+        self._accepts[name] = ("a comma-separated list of Fernet keys, newest first "
+                               "(generate one with: reflexdb secrets generate-key)")
+        raw = self._env.str(name, "", validate=_fernet_keys)
+        return tuple(_split_keys(raw or ""))
+
+    def finish(self) -> None:
+        """Raise SettingsError with one line for each refused setting."""
+        try:
+            self._env.seal()
+        except EnvValidationError as exc:
+            refused = exc.error_messages
+            raise SettingsError([self._problem(name) for name in self._accepts if name in refused]
+                                ) from None
+
+    def _problem(self, name: str) -> str:
+        line = f"{name} must be {self._accepts[name]}"
+        if name not in SECRET_VARIABLES:
+            value = self._environ.get(name, "")
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            line += f" (it is {shown!r})"
+        return line
+
+
+def _upper_in(choices: tuple[str, ...]):
+    def validate(value: str) -> None:
+        if value.upper() not in choices:
+            raise ValidationError("not one of the choices")
+    return validate
+
+
+def _not_a_file(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise ValidationError("not a directory")
+
+
+def _is_file(path: Path) -> None:
+    if not path.is_file():
+        raise ValidationError("no such file")
+
+
+def _store_url(value: str) -> None:
+    # Never put the value in the message: the URL may hold the store's password.
+    if value and urlparse(value).scheme not in STORE_SCHEMES:
+        raise ValidationError("unsupported scheme")
+
+
+def _split_keys(value: str) -> list[str]:
+    return [key.strip() for key in value.split(",") if key.strip()]
+
+
+def _fernet_keys(value: str) -> None:
+    for key in _split_keys(value):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            # The key itself stays out of the message.
+            raise ValidationError("not a Fernet key") from None
+
+
+__all__ = ["DEFAULT_SPEC", "PROJECT_ROOT", "Settings", "SettingsError"]

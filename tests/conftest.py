@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -227,30 +228,62 @@ def free_port() -> int:
 
 @pytest.fixture
 def live_server(stack, tmp_path):
-    """The app under gunicorn (the project's config, 2 workers) on the test PostgreSQL store; yields its base URL."""
+    """The app under gunicorn (the project's config, 2 workers) on the test PostgreSQL store; yields its base URL.
+
+    gunicorn runs with HOME at `tmp_path / "home"`, so nothing it writes there
+    touches the real home directory (and tests can look at what it wrote).
+    """
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": PG_URL, "REFLEXDB_SECRET_KEYS": stack.settings.secret_keys[0],
-           "REFLEXDB_DB_POOL_SIZE": "16", "REFLEXDB_ACCESS_LOG": ""}
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env.update({"DATABASE_URL": PG_URL, "REFLEXDB_SECRET_KEYS": stack.settings.secret_keys[0],
+                "REFLEXDB_DB_POOL_SIZE": "16", "REFLEXDB_ACCESS_LOG": "", "HOME": str(home)})
     # The log goes to a file: a pipe nobody reads would fill up and stall the server.
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "w") as log:
+        # Its own process group, so the workers can be killed with the master.
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_ROOT / "gunicorn.conf.py"),
              "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 30
+    try:
+        wait_until_serving(f"{base}/health", proc, log_path)
+        yield base
+    finally:
+        stop_process_group(proc)
+
+
+def wait_until_serving(health_url: str, proc: subprocess.Popen, log_path: Path,
+                       timeout: float = 60) -> None:
+    """Poll `health_url` until it answers 200; fail with the log when the server dies or never answers."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            if requests.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
+            # Any request error counts as "not yet": on a loaded machine the
+            # first answers can take seconds (a ReadTimeout, not a refusal).
+            if requests.get(health_url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"gunicorn did not start: {log_path.read_text()[-2000:]}")
+            pytest.fail(f"the server did not start: {log_path.read_text()[-2000:]}", pytrace=False)
         time.sleep(0.2)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM the process (a gunicorn master stops its workers), then SIGKILL whatever is left of its group."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    # A master that ignored SIGTERM, or workers it left behind.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)

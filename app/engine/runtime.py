@@ -1,19 +1,22 @@
 """Starting and steering instance processes: the interface the lifecycle engine uses.
 
 `LocalProcessRuntime` runs each instance as `python -m app.instance` on this
-machine, on a free local port, in its own session (so it outlives the control
-plane process that started it). Secrets reach the instance through its
-environment only. A handle is plain data (`to_dict`/`from_dict`) so the engine
-can store it and steer the instance after a restart of its own; it carries the
-instance's admin token, which must be stored as a secret.
+machine, in its own session (so it outlives the control plane process that
+started it). The runtime binds the listening socket itself and hands it over
+(gunicorn's `fd://N`), so no other process can take the port in between; the
+secrets go through a pipe (app/contracts/instance_secrets.py), never argv, the
+environment or a file. A handle is plain data (`to_dict`/`from_dict`) so the
+engine can store it and steer the instance after a restart of its own: it
+names the process by pid and start time (a reused pid is not mistaken for the
+instance) and carries the admin token, which must be stored as a secret.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -21,12 +24,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import requests
 
 from app.contracts.artifact import SchemaArtifact
-from app.contracts.instance_settings import ADMIN_TOKEN_ENV, SOURCE_PASSWORD_ENV, InstanceSettings
+from app.contracts.instance_secrets import (
+    LISTEN_FD_OPTION,
+    SECRETS_FD_OPTION,
+    InstanceSecrets,
+    secrets_pipe,
+)
+from app.contracts.instance_settings import InstanceSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Control-plane settings the instance has no use for: not passed on (DATABASE_URL
+# may hold the store's password, REFLEXDB_SECRET_KEYS the encryption keys).
+_WITHHELD_ENV_PREFIXES = ("REFLEXDB_", "DATABASE_URL")
 
 
 class InstanceStartError(Exception):
@@ -40,6 +53,7 @@ class InstanceHandle:
     database_id: str
     endpoint_url: str
     pid: int
+    create_time: float          # psutil's start time of `pid`: together they name the process
     work_dir: str
     settings_path: str
     log_path: str
@@ -64,7 +78,8 @@ class LocalProcessRuntime:
         self.python = python
         self.start_timeout = start_timeout
         self.request_timeout = request_timeout
-        self._children: dict[int, subprocess.Popen] = {}
+        # The processes this runtime started, kept so their exit status is collected.
+        self._children: dict[int, psutil.Popen] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -79,9 +94,10 @@ class LocalProcessRuntime:
         work_dir.mkdir(parents=True, exist_ok=True)
         artifact_path = work_dir / "artifact.json"
         _write_atomic(artifact_path, artifact.to_json())
-        last_error = None
-        for _attempt in range(3):
-            port = _free_port(self.host)
+        # Bound and listening here, before the instance exists: the port is
+        # ours from now on, and early connections wait in the backlog.
+        with _listen(self.host) as listener:
+            port = listener.getsockname()[1]
             instance_settings = dataclasses.replace(
                 settings, database_id=database_id, artifact_path=str(artifact_path),
                 keys_file=str(Path(keys_file).resolve()), host=self.host, port=port)
@@ -89,42 +105,43 @@ class LocalProcessRuntime:
             instance_settings.write(str(settings_path))
             admin_token = secrets.token_urlsafe(32)
             log_path = work_dir / "instance.log"
-            process = self._spawn(settings_path, log_path, source_password, admin_token)
-            handle = InstanceHandle(database_id=database_id,
-                                    endpoint_url=f"http://{_url_host(self.host)}:{port}",
-                                    pid=process.pid, work_dir=str(work_dir),
-                                    settings_path=str(settings_path), log_path=str(log_path),
-                                    admin_token=admin_token)
-            try:
-                self._wait_until_up(handle, process)
-                return handle
-            except InstanceStartError as exc:
-                last_error = exc
-                self.stop(handle)
-                if "Address already in use" not in str(exc):
-                    break
-        raise last_error
+            process = self._spawn(settings_path, log_path, listener.fileno(),
+                                  InstanceSecrets(source_password, admin_token))
+        self._children[process.pid] = process
+        handle = InstanceHandle(database_id=database_id,
+                                endpoint_url=f"http://{_url_host(self.host)}:{port}",
+                                pid=process.pid, create_time=process.create_time(),
+                                work_dir=str(work_dir), settings_path=str(settings_path),
+                                log_path=str(log_path), admin_token=admin_token)
+        try:
+            self._wait_until_up(handle, process)
+        except InstanceStartError:
+            self.stop(handle)
+            raise
+        return handle
 
     def stop(self, handle: InstanceHandle, timeout: float = 10.0) -> None:
-        """Stop the instance (SIGTERM, then SIGKILL after `timeout`); idempotent."""
-        if not self._is_ours(handle.pid):
-            self._children.pop(handle.pid, None)
+        """Stop the instance and its worker (SIGTERM, then SIGKILL after `timeout`); idempotent."""
+        process = self._process(handle)
+        if process is None:
             return
-        try:
-            os.kill(handle.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        if not self._wait_exit(handle.pid, timeout):
-            try:
-                os.killpg(handle.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self._wait_exit(handle.pid, 5.0)
-        self._children.pop(handle.pid, None)
+        family: list[psutil.Process] = [process]
+        with contextlib.suppress(psutil.Error):
+            family += process.children(recursive=True)
+        # gunicorn's master stops its worker on SIGTERM; the list lets us wait
+        # for (and if need be kill) the worker too.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+        _gone, alive = psutil.wait_procs(family, timeout=timeout)
+        for lingering in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                lingering.kill()
+        psutil.wait_procs(alive, timeout=5.0)
+        self._forget(handle.pid)
 
     def is_alive(self, handle: InstanceHandle) -> bool:
-        """True while the instance process exists."""
-        return self._is_ours(handle.pid)
+        """True while the instance process runs."""
+        return self._process(handle) is not None
 
     # -- steering ----------------------------------------------------------
 
@@ -173,13 +190,10 @@ class LocalProcessRuntime:
         if settings.replication_paused != paused:
             dataclasses.replace(settings, replication_paused=paused).write(handle.settings_path)
 
-    def _spawn(self, settings_path: Path, log_path: Path, source_password: str,
-               admin_token: str) -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items()
-               if k not in (SOURCE_PASSWORD_ENV, ADMIN_TOKEN_ENV)}
+    def _spawn(self, settings_path: Path, log_path: Path, listen_fd: int,
+               instance_secrets: InstanceSecrets) -> psutil.Popen:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_WITHHELD_ENV_PREFIXES)}
         env.update({
-            SOURCE_PASSWORD_ENV: source_password,
-            ADMIN_TOKEN_ENV: admin_token,
             # glibc reads it at start-up: without it every thread may get its
             # own 64 MiB malloc arena, which the memory limit would count.
             "MALLOC_ARENA_MAX": "2",
@@ -187,15 +201,20 @@ class LocalProcessRuntime:
             "PYTHONPATH": os.pathsep.join(
                 p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p),
         })
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                [self.python, "-m", "app.instance", "--settings", str(settings_path)],
-                env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-        self._children[process.pid] = process
-        return process
+        secrets_fd = secrets_pipe(instance_secrets)
+        try:
+            with open(log_path, "ab") as log:
+                return psutil.Popen(
+                    [self.python, "-m", "app.instance", "--settings", str(settings_path),
+                     SECRETS_FD_OPTION, str(secrets_fd), LISTEN_FD_OPTION, str(listen_fd)],
+                    env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                    pass_fds=(secrets_fd, listen_fd))
+        finally:
+            # The child has its own copy; ours would keep the pipe open.
+            os.close(secrets_fd)
 
-    def _wait_until_up(self, handle: InstanceHandle, process: subprocess.Popen) -> None:
+    def _wait_until_up(self, handle: InstanceHandle, process: psutil.Popen) -> None:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -211,35 +230,31 @@ class LocalProcessRuntime:
         raise InstanceStartError(f"the instance did not answer /health within "
                                  f"{self.start_timeout:.0f}s: {_tail(handle.log_path)}")
 
-    def _is_ours(self, pid: int) -> bool:
-        process = self._children.get(pid)
-        if process is not None:
-            return process.poll() is None
-        # Started by an earlier runtime (the engine restarted): check the pid
-        # still is an instance before signalling it, pids get reused.
+    def _process(self, handle: InstanceHandle) -> psutil.Process | None:
+        """The instance's process while it runs; None once it ended or its pid was reused."""
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return b"app.instance" in cmdline
+            process = psutil.Process(handle.pid)
+            if process.create_time() != handle.create_time:
+                return None     # another process got the pid since
+            if process.status() != psutil.STATUS_ZOMBIE:
+                return process
+        except psutil.NoSuchProcess:
+            return None
+        # Ended but not yet reaped (it is our child): collect its exit status.
+        with contextlib.suppress(psutil.Error, ChildProcessError):
+            process.wait(timeout=0)
+        self._forget(handle.pid)
+        return None
 
-    def _wait_exit(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        process = self._children.get(pid)
-        while time.monotonic() < deadline:
-            if process is not None:
-                if process.poll() is not None:
-                    return True
-            elif not self._is_ours(pid):
-                return True
-            time.sleep(0.05)
-        return False
+    def _forget(self, pid: int) -> None:
+        child = self._children.pop(pid, None)
+        if child is not None:
+            child.poll()    # records the exit status (already collected: recorded as 0)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def _listen(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, 0), family=family, backlog=128)
 
 
 def _url_host(host: str) -> str:

@@ -1,15 +1,25 @@
-"""Run one instance: `python -m app.instance --settings PATH`.
+"""Run one instance: `python -m app.instance --settings PATH --secrets-fd N [--listen-fd M]`.
 
-Secrets come from the environment only: REFLEXDB_SOURCE_PASSWORD (the source
-password) and REFLEXDB_INSTANCE_ADMIN_TOKEN (guards /admin/*; admin routes
-answer 401 when it is unset).
+Secrets (the source password, the admin token that guards /admin/*) are read
+from the pipe or file descriptor N, never from argv or the environment: see
+app/contracts/instance_secrets.py. With `--listen-fd`, the instance serves on
+the listening socket its starter bound and passed (gunicorn's `fd://M`), so no
+other process can take the port between choosing it and serving on it.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from app.contracts.instance_secrets import (
+    LISTEN_FD_OPTION,
+    SECRETS_FD_OPTION,
+    SecretsError,
+    read_secrets,
+)
+from app.contracts.instance_settings import InstanceSettings, SettingsError
+from app.instance.process import InstanceApplication
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,26 +27,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.instance",
                                      description="Serve one ReflexDB instance.")
     parser.add_argument("--settings", required=True, help="path of the instance settings JSON")
+    parser.add_argument(SECRETS_FD_OPTION, type=int, required=True, metavar="N",
+                        help="file descriptor to read the secrets JSON from (a pipe; 0 = stdin)")
+    parser.add_argument(LISTEN_FD_OPTION, type=int, metavar="M",
+                        help="an already bound listening socket to serve on, instead of the "
+                             "settings' host and port")
     args = parser.parse_args(argv)
 
-    from app.contracts.instance_settings import (
-        ADMIN_TOKEN_ENV,
-        SOURCE_PASSWORD_ENV,
-        InstanceSettings,
-        SettingsError,
-    )
-    from app.instance.process import InstanceApplication
-
+    # Read first, so the pipe is drained and closed whatever happens next.
+    try:
+        secrets = read_secrets(args.secrets_fd)
+    except SecretsError as exc:
+        print(f"reflexdb instance: {exc}", file=sys.stderr)
+        return 2
     try:
         settings = InstanceSettings.load(args.settings)
     except SettingsError as exc:
         print(f"reflexdb instance: {exc}", file=sys.stderr)
         return 2
-    # Taken out of the environment so nothing this process starts inherits them.
-    password = os.environ.pop(SOURCE_PASSWORD_ENV, "")
-    admin_token = os.environ.pop(ADMIN_TOKEN_ENV, None)
-    InstanceApplication(settings, source_password=password, admin_token=admin_token,
-                        settings_path=args.settings).run()
+    # gunicorn's master keeps them in memory: a re-forked worker has them too.
+    InstanceApplication(settings, source_password=secrets.source_password,
+                        admin_token=secrets.admin_token, settings_path=args.settings,
+                        listen_fd=args.listen_fd).run()
     return 0
 
 

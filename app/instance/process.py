@@ -24,9 +24,11 @@ class InstanceApplication(BaseApplication):
     """
 
     def __init__(self, settings: InstanceSettings, *, source_password: str,
-                 admin_token: str | None, settings_path: str | None = None):
+                 admin_token: str | None, settings_path: str | None = None,
+                 listen_fd: int | None = None):
         self.settings = settings
         self.settings_path = settings_path
+        self._listen_fd = listen_fd
         self._source_password = source_password
         self._admin_token = admin_token
         self.state: InstanceState | None = None
@@ -35,7 +37,9 @@ class InstanceApplication(BaseApplication):
     def load_config(self) -> None:
         s = self.settings
         options = {
-            "bind": f"{s.host}:{s.port}",
+            # A socket the starter bound and passed, or the settings' address.
+            "bind": f"fd://{self._listen_fd}" if self._listen_fd is not None
+            else f"{s.host}:{s.port}",
             "workers": 1,
             "worker_class": "gthread",
             "threads": s.threads,

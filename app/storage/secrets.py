@@ -1,4 +1,4 @@
-"""Encryption at rest for source passwords (Fernet, rotatable with MultiFernet)."""
+"""Encryption at rest for stored secrets (Fernet, rotatable with MultiFernet)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ class SecretBox:
     def __init__(self, keys: list[str] | tuple[str, ...]):
         if not keys:
             raise ValueError("at least one encryption key is needed")
-        self._fernet = MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in keys])
+        fernets = [Fernet(k.encode() if isinstance(k, str) else k) for k in keys]
+        self._newest = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
@@ -33,7 +35,18 @@ class SecretBox:
 
     def rotate(self, token: str) -> str:
         """Re-encrypt `token` under the newest key."""
-        return self._fernet.rotate(token.encode()).decode()
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise ValueError("stored secret cannot be decrypted with the configured keys") from None
+
+    def is_current(self, token: str) -> bool:
+        """True when `token` is encrypted under the newest key (rotating it would change nothing)."""
+        try:
+            self._newest.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
 
 
 def load_secret_box(secret_keys: tuple[str, ...], data_dir: Path, *, embedded: bool) -> SecretBox:
