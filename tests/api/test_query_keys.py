@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -36,7 +37,7 @@ class TestCreateApiKey:
         # The secret is stored encrypted; the keys file is private to the service user.
         secret = json.load(open(keys_file(stack, database)))["secret"]
         assert secret not in stored(Database, database["id"]).query_key_secret_encrypted
-        assert oct(__import__("os").stat(keys_file(stack, database)).st_mode & 0o777) == "0o600"
+        assert oct(os.stat(keys_file(stack, database)).st_mode & 0o777) == "0o600"
 
     def test_keys_of_one_database_do_not_open_another(self, client, stack, connection, database):
         other = client.post("/databases", {"connectionId": connection["id"], "name": "other",
@@ -82,3 +83,4 @@ class TestListAndRevokeApiKeys:
                                            "mysqlDb": "shop"}).json()
         key = client.post(f"/databases/{other['id']}/api-keys", {"name": "x"}).json()
         assert_error(client.delete(f"/databases/{database['id']}/api-keys/{key['id']}"), 404, "not_found")
+
