@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peewee import IntegrityError
 
-from app.domain import catalog, schemas
+from app.domain import catalog, query_keys, schemas
 from app.domain.environment import current
 from app.domain.errors import Conflict, InvalidRequest, NotFound, PlanRequired
 from app.domain.ids import owned
@@ -101,9 +101,10 @@ def update_database(principal: Principal, ident, payload: dict) -> dict:
 
 
 def delete_database(principal: Principal, ident) -> None:
-    """Soft delete: kept for audit, gone from listings and from the schema-usage check."""
+    """Soft delete: kept for audit, gone from listings and the schema-usage check; its query keys stop working."""
     with db.atomic():
-        row = owned(Database, principal, ident, "database")
+        # The row lock orders this with query-key changes (see query_keys).
+        row = owned(Database, principal, ident, "database", lock=True)
         if row.status not in DELETE_STATUSES:
             raise Conflict(
                 f"a database can be deleted only while {_statuses(DELETE_STATUSES)}; "
@@ -112,6 +113,7 @@ def delete_database(principal: Principal, ident) -> None:
             )
         now = utcnow()
         Database.update(deleted_at=now, updated_at=now).where(Database.id == row.id).execute()
+        query_keys.revoke_all(row)
 
 
 def apply_sync_policy(connection: Connection) -> None:

@@ -50,6 +50,20 @@ def revoke_key(principal: Principal, database_ident, key_ident) -> None:
             publish(database)
 
 
+def revoke_all(database: Database) -> int:
+    """Revoke every live key of `database` and publish that; returns how many were live.
+
+    For a database that goes away (delete, terminate): its keys stop working
+    everywhere at once, in the store and, within seconds, in a running instance.
+    The caller holds the database's row lock (`Database.lock_owned`) in the
+    transaction this runs in, so no key is created meanwhile.
+    """
+    revoked = (QueryKey.update(revoked_at=utcnow())
+               .where((QueryKey.database == database.id) & QueryKey.revoked_at.is_null()).execute())
+    publish(database)
+    return revoked
+
+
 def publish(database: Database) -> None:
     """Write the database's keys file: its secret and every live key with its expiry."""
     if database.query_key_secret_encrypted is None:
