@@ -1,11 +1,12 @@
-"""The fixed vocabularies of the product (contract §3 and §5)."""
+"""The fixed vocabularies of the product (contract §3 and §5).
 
-BACKENDS = ("mysql", "postgres", "mssql")
-DEFAULT_PORTS = {"mysql": 3306, "postgres": 5432, "mssql": 1433}
-# Each backend has exactly one CDC mode (contract §5, sync policy).
-CDC_MODES = {"mysql": "binlog", "postgres": "logical", "mssql": "cdc"}
-SYNC_MODES = ("poll", "binlog", "logical", "cdc")
-DEFAULT_SYNC_MODE = "poll"
+The source engines (names, ports, CDC modes) live in app.contracts.backends,
+which the data plane shares; this module holds what only the control plane uses.
+"""
+
+from app.contracts.backends import POLL, sync_modes
+
+DEFAULT_SYNC_MODE = POLL
 DEFAULT_SYNC_INTERVAL = 30
 MIN_SYNC_INTERVAL, MAX_SYNC_INTERVAL = 5, 3600
 
@@ -31,5 +32,5 @@ CUSTOM_DOMAIN_PLANS = ("teams", "enterprise")
 
 
 def allowed_sync_modes(backend: str, sync_mode: str) -> list[str]:
-    """What databases of a connection with this policy may use."""
-    return ["poll"] if sync_mode == "poll" else ["poll", CDC_MODES[backend]]
+    """What databases of a connection with this policy may use (contract §5, sync policy)."""
+    return [POLL] if sync_mode == POLL else list(sync_modes(backend))

@@ -4,86 +4,68 @@ from __future__ import annotations
 
 from peewee import IntegrityError
 
-from app.domain import catalog, databases, schemas
+from app.contracts.backends import sync_modes
+from app.domain import databases, schemas
 from app.domain.environment import current
-from app.domain.errors import Conflict, InvalidRequest, NotFound
-from app.domain.ids import get_owned, parse_uuid
+from app.domain.errors import Conflict, InvalidRequest
+from app.domain.ids import owned
 from app.domain.principal import Principal
 from app.storage.database import db
-from app.storage.models import Connection, Database, utcnow
+from app.storage.models import Connection, Database, utcnow, violated_unique_index
 
 CREDENTIAL_FIELDS = ("host", "port", "user", "password_encrypted")
-# Wire field (after marshmallow) -> model column.
-_COLUMNS = {
-    "name": "name",
-    "mysql_host": "host",
-    "mysql_port": "port",
-    "available_schemas": "available_schemas",
-    "mysql_user": "user",
-    "sync_mode": "sync_mode",
-    "sync_interval": "sync_interval",
-}
+# The unique index of live connection names (migration 0001).
+NAME_INDEX = "connection_name_live"
 
 
 def list_connections(principal: Principal) -> list[dict]:
-    rows = Connection.active_for(principal.customer_id).order_by(Connection.created_at, Connection.id)
-    return schemas.ConnectionOut(many=True).dump(rows)
+    rows = Connection.owned_by(principal.customer_id).order_by(Connection.created_at, Connection.id)
+    return _schema().dump(rows, many=True)
 
 
 def get_connection(principal: Principal, ident) -> dict:
-    return _with_databases(_owned(principal, ident))
+    return _dump_with_databases(owned(Connection, principal, ident, "connection"))
 
 
 def create_connection(principal: Principal, payload: dict) -> dict:
     """Create a connection, and its first database when `instance` is given: both or neither."""
-    data = schemas.load(schemas.ConnectionCreateSchema(), payload)
+    data = schemas.load(schemas.ConnectionSchema(), payload)
     instance = data.pop("instance", None)
+    _ensure_sync_mode_fits(data["backend"], data["sync_mode"])
+    password_encrypted = current().secret_box.encrypt(data.pop("password"))
     with db.atomic():
         _ensure_name_free(principal, data["name"])
         try:
-            connection = Connection.create(
-                customer=principal.customer_id,
-                name=data["name"],
-                backend=data["backend"],
-                host=data["mysql_host"],
-                port=data["mysql_port"],
-                available_schemas=data["available_schemas"],
-                user=data["mysql_user"],
-                password_encrypted=current().secret_box.encrypt(data["mysql_password"]),
-                sync_mode=data["sync_mode"],
-                sync_interval=data["sync_interval"],
-            )
-        except IntegrityError:
+            connection = Connection.create(customer=principal.customer_id,
+                                           password_encrypted=password_encrypted, **data)
+        except IntegrityError as exc:
+            if violated_unique_index(exc) != NAME_INDEX:
+                raise
             raise _name_taken(data["name"]) from None
         if instance is not None:
-            databases.insert_database(principal, connection, instance)
+            databases.insert_database(principal, connection, instance, path="instance")
     if instance is None:
-        return schemas.ConnectionOut().dump(connection)
-    return _with_databases(connection)
+        return _schema().dump(connection)
+    return _dump_with_databases(connection)
 
 
 def update_connection(principal: Principal, ident, payload: dict) -> dict:
     """PATCH semantics of contract §5: partial, all-or-nothing, schema-in-use guarded."""
-    data = schemas.load(schemas.ConnectionUpdateSchema(), payload)
-    connection_id = parse_uuid(ident, "connection id")
+    update = schemas.ConnectionSchema(exclude=schemas.ConnectionSchema.CREATE_ONLY)
+    data = schemas.load(update, payload, partial=True)
     if not data:
-        return schemas.ConnectionOut().dump(_owned(principal, connection_id))
+        return _schema().dump(owned(Connection, principal, ident, "connection"))
     with db.atomic():
-        connection = Connection.lock_active(principal.customer_id, connection_id)
-        if connection is None:
-            raise NotFound(f"connection {ident} was not found")
+        connection = owned(Connection, principal, ident, "connection", lock=True)
+        if "sync_mode" in data:
+            _ensure_sync_mode_fits(connection.backend, data["sync_mode"])
         changes = _changes(connection, data)
-        if "sync_mode" in changes and changes["sync_mode"] not in ("poll", catalog.CDC_MODES[connection.backend]):
-            raise InvalidRequest(
-                f"syncMode: must be 'poll' or '{catalog.CDC_MODES[connection.backend]}' "
-                f"for backend '{connection.backend}'"
-            )
         if "available_schemas" in changes:
             _ensure_schemas_unused(connection, changes["available_schemas"])
         if "name" in changes:
             _ensure_name_free(principal, changes["name"])
         if not changes:
-            return schemas.ConnectionOut().dump(connection)
+            return _schema().dump(connection)
         if any(column in changes for column in CREDENTIAL_FIELDS):
             # Running instances keep what they were deployed with; the version
             # tells the lifecycle engine which of them now hold stale credentials.
@@ -91,20 +73,20 @@ def update_connection(principal: Principal, ident, payload: dict) -> dict:
         changes["updated_at"] = utcnow()
         try:
             Connection.update(**changes).where(Connection.id == connection.id).execute()
-        except IntegrityError:
+        except IntegrityError as exc:
+            if violated_unique_index(exc) != NAME_INDEX:
+                raise
             raise _name_taken(changes["name"]) from None
         for column, value in changes.items():
             setattr(connection, column, value)
         databases.apply_sync_policy(connection)
-    return schemas.ConnectionOut().dump(connection)
+    return _schema().dump(connection)
 
 
 def delete_connection(principal: Principal, ident) -> None:
     """Soft-delete a connection that no live database uses any more."""
     with db.atomic():
-        connection = Connection.lock_active(principal.customer_id, parse_uuid(ident, "connection id"))
-        if connection is None:
-            raise NotFound(f"connection {ident} was not found")
+        connection = owned(Connection, principal, ident, "connection", lock=True)
         names = [d.name for d in Database.active_on(connection.id).order_by(Database.name).limit(11)]
         if names:
             listed = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
@@ -113,34 +95,42 @@ def delete_connection(principal: Principal, ident) -> None:
                 "delete them first",
                 "connection_in_use",
             )
-        Connection.update(deleted_at=utcnow()).where(Connection.id == connection.id).execute()
+        now = utcnow()
+        Connection.update(deleted_at=now, updated_at=now).where(Connection.id == connection.id).execute()
 
 
 # -- helpers -----------------------------------------------------------------
 
 
-def _owned(principal: Principal, ident) -> Connection:
-    return get_owned(Connection.active_for(principal.customer_id), Connection, ident, principal,
-                     "connection")
+def _schema() -> schemas.ConnectionSchema:
+    """The connection as most answers show it: without its databases."""
+    return schemas.ConnectionSchema(exclude=("databases",))
 
 
-def _with_databases(connection: Connection) -> dict:
+def _dump_with_databases(connection: Connection) -> dict:
     connection.live_databases = list(
         Database.active_on(connection.id).order_by(Database.created_at, Database.id)
     )
-    return schemas.ConnectionWithDatabasesOut().dump(connection)
+    return schemas.ConnectionSchema().dump(connection)
+
+
+def _ensure_sync_mode_fits(backend: str, mode: str) -> None:
+    """A connection's syncMode is poll or its backend's CDC mode (contract §5, sync policy)."""
+    allowed = sync_modes(backend)
+    if mode not in allowed:
+        raise InvalidRequest(
+            f"syncMode: must be {' or '.join(repr(m) for m in allowed)} for backend {backend!r}"
+        )
 
 
 def _changes(connection: Connection, data: dict) -> dict:
     """Model columns whose value the request actually changes."""
-    changes = {}
-    for field, column in _COLUMNS.items():
-        if field in data and getattr(connection, column) != data[field]:
-            changes[column] = data[field]
-    if "mysql_password" in data:
+    changes = {column: value for column, value in data.items()
+               if column != "password" and getattr(connection, column) != value}
+    if "password" in data:
         box = current().secret_box
-        if box.decrypt(connection.password_encrypted) != data["mysql_password"]:
-            changes["password_encrypted"] = box.encrypt(data["mysql_password"])
+        if box.decrypt(connection.password_encrypted) != data["password"]:
+            changes["password_encrypted"] = box.encrypt(data["password"])
     return changes
 
 
@@ -177,7 +167,7 @@ def _ensure_schemas_unused(connection: Connection, new_schemas: list[str]) -> No
 
 
 def _ensure_name_free(principal: Principal, name: str) -> None:
-    if Connection.active_for(principal.customer_id).where(Connection.name == name).exists():
+    if Connection.owned_by(principal.customer_id).where(Connection.name == name).exists():
         raise _name_taken(name)
 
 

@@ -4,61 +4,51 @@ from __future__ import annotations
 
 from peewee import IntegrityError
 
-from app.domain import catalog, schemas
+from app.domain import catalog, query_keys, schemas
 from app.domain.environment import current
 from app.domain.errors import Conflict, InvalidRequest, NotFound, PlanRequired
-from app.domain.ids import get_owned
+from app.domain.ids import owned
 from app.domain.principal import Principal
 from app.storage.database import db
-from app.storage.models import Connection, Database, utcnow
+from app.storage.models import Connection, Database, utcnow, violated_unique_index
 
 # Contract §4: mysqlDb may change only in these statuses.
 SCHEMA_CHANGE_STATUSES = ("registered", "failed", "stopped")
 # Contract §6: Delete is allowed only from these statuses.
 DELETE_STATUSES = ("registered", "stopped", "terminated")
-# Wire field (after marshmallow) -> model column, for PATCH.
-_COLUMNS = {
-    "name": "name",
-    "mysql_db": "mysql_db",
-    "instance_size": "instance_size",
-    "log_level": "log_level",
-    "binlog_server_id": "binlog_server_id",
-    "build_compute_override": "build_compute_override",
-    "custom_domain": "custom_domain",
-    "pause_schedule": "pause_schedule",
-    "tags": "tags",
-    "sync_mode": "sync_mode",
-    "sync_interval": "sync_interval",
-}
+# The unique indexes among live databases (migration 0001).
+NAME_INDEX = "database_name_live"
+DOMAIN_INDEX = "database_custom_domain_live"
 
 
 def list_databases(principal: Principal) -> list[dict]:
-    rows = Database.active_for(principal.customer_id).order_by(Database.created_at, Database.id)
-    return schemas.DatabaseOut(many=True).dump(rows)
+    rows = Database.owned_by(principal.customer_id).order_by(Database.created_at, Database.id)
+    return schemas.DatabaseSchema().dump(rows, many=True)
 
 
 def get_database(principal: Principal, ident) -> dict:
-    return schemas.DatabaseOut().dump(_owned(principal, ident))
+    return schemas.DatabaseSchema().dump(owned(Database, principal, ident, "database"))
 
 
 def create_database(principal: Principal, payload: dict) -> dict:
     """Register a database under one of the caller's connections (status `registered`)."""
-    data = schemas.load(schemas.DatabaseCreateSchema(), payload)
+    create = schemas.DatabaseSchema(only=schemas.DatabaseSchema.CREATE_FIELDS)
+    data = schemas.load(create, payload)
     with db.atomic():
-        connection = Connection.lock_active(principal.customer_id, data.pop("connection_id"))
+        connection = Connection.lock_owned(principal.customer_id, data.pop("connection_id"))
         if connection is None:
             raise InvalidRequest("connectionId: no such connection in this account")
         row = insert_database(principal, connection, data)
-    return schemas.DatabaseOut().dump(row)
+    return schemas.DatabaseSchema().dump(row)
 
 
-def insert_database(principal: Principal, connection: Connection, data: dict) -> Database:
-    """Insert a database on `connection`, which the caller holds locked (see Connection.lock_active)."""
-    if data["mysql_db"] not in connection.available_schemas:
-        raise InvalidRequest(
-            f"mysqlDb: {data['mysql_db']!r} is not in the connection's availableSchemas "
-            f"({', '.join(connection.available_schemas)})"
-        )
+def insert_database(principal: Principal, connection: Connection, data: dict, *, path: str = "") -> Database:
+    """Insert a database on `connection`, which the caller holds locked (see Connection.lock_owned).
+
+    `data` is loaded by DatabaseSchema (its INSTANCE_FIELDS); `path` is where the
+    database sits in the request, for messages (`instance` inside POST /connections).
+    """
+    _ensure_schema_available(connection, data["mysql_db"], path)
     _ensure_name_free(connection, data["name"])
     if data.get("binlog_server_id") is not None:
         _ensure_binlog_server_id_free(principal, connection, data["binlog_server_id"])
@@ -66,57 +56,64 @@ def insert_database(principal: Principal, connection: Connection, data: dict) ->
         return Database.create(
             customer=principal.customer_id,
             connection=connection.id,
-            name=data["name"],
-            mysql_db=data["mysql_db"],
             # A new database takes the connection's policy: CDC when it allows it.
             sync_mode=connection.sync_mode,
             sync_interval=connection.sync_interval,
-            instance_size=data["instance_size"],
-            log_level=data["log_level"],
-            binlog_server_id=data.get("binlog_server_id"),
             tags=[],
             region=current().region,
+            **data,
         )
-    except IntegrityError:
-        raise _name_taken(data["name"]) from None
+    except IntegrityError as exc:
+        conflict = _unique_conflict(exc, data)
+        if conflict is None:
+            raise
+        raise conflict from None
 
 
 def update_database(principal: Principal, ident, payload: dict) -> dict:
     """Partial update; `mysqlDb` changes under the connection lock, like database creation."""
-    data = schemas.load(schemas.DatabaseUpdateSchema(), payload)
-    row = _owned(principal, ident)
+    update = schemas.DatabaseSchema(only=schemas.DatabaseSchema.UPDATE_FIELDS)
+    data = schemas.load(update, payload, partial=True)
+    row = owned(Database, principal, ident, "database")
     if not data:
-        return schemas.DatabaseOut().dump(row)
+        return schemas.DatabaseSchema().dump(row)
     with db.atomic():
-        connection = Connection.lock_active(principal.customer_id, row.connection_id)
+        connection = Connection.lock_owned(principal.customer_id, row.connection_id)
+        # Read again under the lock: the database may have been deleted meanwhile.
         row = Database.active().where(Database.id == row.id).first() if connection else None
         if row is None:
             raise NotFound(f"database {ident} was not found")
-        changes = {c: data[f] for f, c in _COLUMNS.items() if f in data and getattr(row, c) != data[f]}
+        changes = {column: value for column, value in data.items() if getattr(row, column) != value}
         _check_changes(principal, connection, row, changes)
         if not changes:
-            return schemas.DatabaseOut().dump(row)
+            return schemas.DatabaseSchema().dump(row)
         changes["updated_at"] = utcnow()
         try:
             Database.update(**changes).where(Database.id == row.id).execute()
-        except IntegrityError:
-            raise Conflict(_unique_violation_message(changes), _unique_violation_code(changes)) from None
+        except IntegrityError as exc:
+            conflict = _unique_conflict(exc, changes)
+            if conflict is None:
+                raise
+            raise conflict from None
         for column, value in changes.items():
             setattr(row, column, value)
-    return schemas.DatabaseOut().dump(row)
+    return schemas.DatabaseSchema().dump(row)
 
 
 def delete_database(principal: Principal, ident) -> None:
-    """Soft delete: kept for audit, gone from listings and from the schema-usage check."""
+    """Soft delete: kept for audit, gone from listings and the schema-usage check; its query keys stop working."""
     with db.atomic():
-        row = _owned(principal, ident)
+        # The row lock orders this with query-key changes (see query_keys).
+        row = owned(Database, principal, ident, "database", lock=True)
         if row.status not in DELETE_STATUSES:
             raise Conflict(
                 f"a database can be deleted only while {_statuses(DELETE_STATUSES)}; "
                 f"this one is {row.status}",
                 "invalid_state",
             )
-        Database.update(deleted_at=utcnow(), updated_at=utcnow()).where(Database.id == row.id).execute()
+        now = utcnow()
+        Database.update(deleted_at=now, updated_at=now).where(Database.id == row.id).execute()
+        query_keys.revoke_all(row)
 
 
 def apply_sync_policy(connection: Connection) -> None:
@@ -133,10 +130,6 @@ def apply_sync_policy(connection: Connection) -> None:
 # -- helpers -----------------------------------------------------------------
 
 
-def _owned(principal: Principal, ident) -> Database:
-    return get_owned(Database.active(), Database, ident, principal, "database")
-
-
 def _check_changes(principal: Principal, connection: Connection, row: Database, changes: dict) -> None:
     """The PATCH rules that need stored state: 400 for bad values, 403/409 for conflicts."""
     if "mysql_db" in changes:
@@ -146,11 +139,7 @@ def _check_changes(principal: Principal, connection: Connection, row: Database, 
                 f"it is {row.status}",
                 "invalid_state",
             )
-        if changes["mysql_db"] not in connection.available_schemas:
-            raise InvalidRequest(
-                f"mysqlDb: {changes['mysql_db']!r} is not in the connection's availableSchemas "
-                f"({', '.join(connection.available_schemas)})"
-            )
+        _ensure_schema_available(connection, changes["mysql_db"])
     allowed_modes = catalog.allowed_sync_modes(connection.backend, connection.sync_mode)
     if "sync_mode" in changes and changes["sync_mode"] not in allowed_modes:
         raise InvalidRequest(
@@ -165,15 +154,20 @@ def _check_changes(principal: Principal, connection: Connection, row: Database, 
     if changes.get("custom_domain") is not None:
         if principal.plan not in catalog.CUSTOM_DOMAIN_PLANS:
             raise PlanRequired("reflexdbCustomDomain needs the teams plan or above")
-        taken = Database.active().where(
-            (Database.custom_domain == changes["custom_domain"]) & (Database.id != row.id)).exists()
-        if taken:
-            raise Conflict(_unique_violation_message({"custom_domain": changes["custom_domain"]}),
-                           "domain_taken")
+        _ensure_domain_free(row, changes["custom_domain"])
     if "name" in changes:
         _ensure_name_free(connection, changes["name"])
     if changes.get("binlog_server_id") is not None:
         _ensure_binlog_server_id_free(principal, connection, changes["binlog_server_id"], row.id)
+
+
+def _ensure_schema_available(connection: Connection, mysql_db: str, path: str = "") -> None:
+    """A database uses one of its connection's availableSchemas (checked under the connection lock)."""
+    if mysql_db not in connection.available_schemas:
+        raise InvalidRequest(
+            f"{schemas.field_path(path, 'mysqlDb')}: {mysql_db!r} is not in the connection's "
+            f"availableSchemas ({', '.join(connection.available_schemas)})"
+        )
 
 
 def _ensure_name_free(connection: Connection, name: str) -> None:
@@ -181,8 +175,9 @@ def _ensure_name_free(connection: Connection, name: str) -> None:
         raise _name_taken(name)
 
 
-def _name_taken(name: str) -> Conflict:
-    return Conflict(f"a database named {name!r} already exists on this connection", "name_taken")
+def _ensure_domain_free(row: Database, domain: str) -> None:
+    if Database.active().where((Database.custom_domain == domain) & (Database.id != row.id)).exists():
+        raise _domain_taken(domain)
 
 
 def _ensure_binlog_server_id_free(principal: Principal, connection: Connection, server_id: int,
@@ -207,16 +202,23 @@ def _ensure_binlog_server_id_free(principal: Principal, connection: Connection, 
         )
 
 
-def _unique_violation_code(changes: dict) -> str:
-    return "domain_taken" if "custom_domain" in changes else "name_taken"
+def _unique_conflict(error: IntegrityError, values: dict) -> Conflict | None:
+    """The conflict a write that broke a unique index means, by the index the store names."""
+    index = violated_unique_index(error)
+    if index == NAME_INDEX:
+        return _name_taken(values["name"])
+    if index == DOMAIN_INDEX:
+        return _domain_taken(values["custom_domain"])
+    return None
 
 
-def _unique_violation_message(changes: dict) -> str:
-    if "custom_domain" in changes:
-        return f"the custom domain {changes['custom_domain']!r} is already taken"
-    return f"a database named {changes.get('name')!r} already exists on this connection"
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"a database named {name!r} already exists on this connection", "name_taken")
+
+
+def _domain_taken(domain: str) -> Conflict:
+    return Conflict(f"the custom domain {domain!r} is already taken", "domain_taken")
 
 
 def _statuses(statuses) -> str:
     return ", ".join(statuses[:-1]) + " or " + statuses[-1]
-

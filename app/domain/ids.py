@@ -1,4 +1,8 @@
-"""Parsing of ids that arrive as text, so a malformed id is a 400 and never reaches SQL."""
+"""Ids that arrive as text, and the caller's rows they name.
+
+A malformed id is a 400 and never reaches SQL; another customer's row is a 404,
+exactly like a missing one (never a 403: that would reveal it exists).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +20,25 @@ def parse_uuid(value, what: str = "id") -> uuid.UUID:
         raise InvalidRequest(f"{what} must be a UUID, got {str(value)[:60]!r}") from None
 
 
-def get_owned(query, model, ident, principal, what: str):
-    """The row `ident` of `query` if the caller owns it; 404 (never 403) otherwise."""
-    row = query.where((model.id == parse_uuid(ident, f"{what} id")) &
-                      (model.customer == principal.customer_id)).first()
+def owned(model, principal, ident, what: str, *, lock: bool = False):
+    """The caller's row `ident` of `model` (`model.owned_by`); 404 if there is none.
+
+    With `lock`, the row stays locked until the transaction ends (`model.lock_owned`).
+    """
+    row_id = parse_uuid(ident, f"{what} id")
+    if lock:
+        row = model.lock_owned(principal.customer_id, row_id)
+    else:
+        row = model.owned_by(principal.customer_id).where(model.id == row_id).first()
     if row is None:
         raise NotFound(f"{what} {ident} was not found")
     return row
+
+
+def get_owned(query, model, ident, principal, what: str):
+    """Deprecated spelling of `owned(model, principal, ident, what)`, which it calls.
+
+    `query` is ignored: `model.owned_by` says which rows a customer owns. Kept only
+    while app/domain/schema_configs.py (another branch) still calls it this way.
+    """
+    return owned(model, principal, ident, what)

@@ -8,7 +8,7 @@ import hmac
 import secrets
 
 from app.domain import schemas
-from app.domain.ids import get_owned
+from app.domain.ids import owned
 from app.domain.principal import Principal
 from app.storage.database import db
 from app.storage.models import Customer, ManagementKey, utcnow
@@ -53,19 +53,20 @@ def authenticate(token: str) -> Principal | None:
 
 
 def create_key(principal: Principal, payload: dict) -> dict:
-    data = schemas.load(schemas.ManagementKeyCreateSchema(), payload)
+    data = schemas.load(schemas.ManagementKeySchema(), payload)
     with db.atomic():
         row, key = mint(principal.customer_id, data["name"], data["expires_at"])
     row.key = key
-    return schemas.ManagementKeyCreatedOut().dump(row)
+    return schemas.ManagementKeySchema().dump(row)
 
 
 def list_keys(principal: Principal) -> list[dict]:
-    return schemas.ManagementKeyOut(many=True).dump(ManagementKey.for_customer(principal.customer_id))
+    rows = ManagementKey.owned_by(principal.customer_id).order_by(ManagementKey.created_at, ManagementKey.id)
+    return schemas.ManagementKeySchema(exclude=("key",)).dump(rows, many=True)
 
 
 def revoke_key(principal: Principal, ident) -> None:
     """Revoke at once; revoking a revoked key is a no-op, so retries are safe."""
-    row = get_owned(ManagementKey.select(), ManagementKey, ident, principal, "management key")
+    row = owned(ManagementKey, principal, ident, "management key")
     (ManagementKey.update(revoked_at=utcnow())
      .where((ManagementKey.id == row.id) & ManagementKey.revoked_at.is_null()).execute())

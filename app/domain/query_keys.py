@@ -14,27 +14,27 @@ from app.contracts.query_keys import make_query_key, write_keys_file
 from app.domain import schemas
 from app.domain.environment import current
 from app.domain.errors import NotFound
-from app.domain.ids import parse_uuid
+from app.domain.ids import owned, parse_uuid
 from app.domain.principal import Principal
 from app.storage.database import db
 from app.storage.models import Database, QueryKey, utcnow
 
 
 def create_key(principal: Principal, database_ident, payload: dict) -> dict:
-    data = schemas.load(schemas.QueryKeyCreateSchema(), payload)
+    data = schemas.load(schemas.QueryKeySchema(), payload)
     with db.atomic():
         database = _lock(principal, database_ident)
         secret = _database_secret(database)
-        row = QueryKey.create(customer=principal.customer_id, database=database.id, name=data["name"],
-                              key_id=secrets.token_hex(8), expires_at=data["expires_at"])
+        row = QueryKey.create(customer=principal.customer_id, database=database.id,
+                              key_id=secrets.token_hex(8), **data)
         publish(database)
     row.key = make_query_key(secret, row.key_id)
-    return schemas.QueryKeyCreatedOut().dump(row)
+    return schemas.QueryKeySchema().dump(row)
 
 
 def list_keys(principal: Principal, database_ident) -> list[dict]:
-    database = _owned(principal, database_ident)
-    return schemas.QueryKeyOut(many=True).dump(QueryKey.live_for(database.id))
+    database = owned(Database, principal, database_ident, "database")
+    return schemas.QueryKeySchema(exclude=("key",)).dump(QueryKey.live_for(database.id), many=True)
 
 
 def revoke_key(principal: Principal, database_ident, key_ident) -> None:
@@ -50,16 +50,27 @@ def revoke_key(principal: Principal, database_ident, key_ident) -> None:
             publish(database)
 
 
+def revoke_all(database: Database) -> int:
+    """Revoke every live key of `database` and publish that; returns how many were live.
+
+    For a database that goes away (delete, terminate): its keys stop working
+    everywhere at once, in the store and, within seconds, in a running instance.
+    The caller holds the database's row lock (`Database.lock_owned`) in the
+    transaction this runs in, so no key is created meanwhile.
+    """
+    revoked = (QueryKey.update(revoked_at=utcnow())
+               .where((QueryKey.database == database.id) & QueryKey.revoked_at.is_null()).execute())
+    publish(database)
+    return revoked
+
+
 def publish(database: Database) -> None:
     """Write the database's keys file: its secret and every live key with its expiry."""
     if database.query_key_secret_encrypted is None:
         return
     folder = current().instances_dir / str(database.id)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    keys = {
-        key.key_id: (key.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") if key.expires_at else None)
-        for key in QueryKey.live_for(database.id)
-    }
+    keys = {key.key_id: schemas.rfc3339(key.expires_at) for key in QueryKey.live_for(database.id)}
     path = folder / "keys.json"
     write_keys_file(str(path), _database_secret(database), keys)
     path.chmod(0o600)
@@ -81,17 +92,6 @@ def _database_secret(database: Database) -> str:
     return box.decrypt(database.query_key_secret_encrypted)
 
 
-def _owned(principal: Principal, ident) -> Database:
-    database = Database.active_for(principal.customer_id).where(
-        Database.id == parse_uuid(ident, "database id")).first()
-    if database is None:
-        raise NotFound(f"database {ident} was not found")
-    return database
-
-
 def _lock(principal: Principal, ident) -> Database:
     # The row lock orders concurrent key changes, so keys files are written in commit order.
-    database = Database.lock_active(principal.customer_id, parse_uuid(ident, "database id"))
-    if database is None:
-        raise NotFound(f"database {ident} was not found")
-    return database
+    return owned(Database, principal, ident, "database", lock=True)

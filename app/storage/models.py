@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 
 from peewee import (
@@ -13,6 +14,7 @@ from peewee import (
     DateTimeField,
     ForeignKeyField,
     IntegerField,
+    IntegrityError,
     Model,
     TextField,
     UUIDField,
@@ -36,12 +38,72 @@ class JSONField(TextField):
         return None if value is None else json.loads(value)
 
 
+# SQLite names the columns of a violated unique index, not the index.
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
+
+
+def violated_unique_index(error: IntegrityError) -> str | None:
+    """The name of the unique index `error` violated, or None if it is another integrity error."""
+    cause = getattr(error, "orig", error)      # the driver's exception, which peewee wraps
+    name = getattr(getattr(cause, "diag", None), "constraint_name", None)   # psycopg2
+    if name:
+        return name
+    match = _SQLITE_UNIQUE.match(str(cause))
+    if match is None:
+        return None
+    qualified = [column.strip().split(".", 1) for column in match.group(1).split(",")]
+    table, columns = qualified[0][0], [column for _, column in qualified]
+    return next((index.name for index in db.get_indexes(table)
+                 if index.unique and index.columns == columns), None)
+
+
 class BaseModel(Model):
     id = UUIDField(primary_key=True, default=uuid.uuid4)
 
     class Meta:
         database = db
         legacy_table_names = False
+
+    @classmethod
+    def owned_by(cls, customer_id):
+        """The rows of `customer_id` (for models that belong to a customer)."""
+        return cls.select().where(cls.customer == customer_id)
+
+    @classmethod
+    def lock_owned(cls, customer_id, row_id):
+        """The row `row_id` of `customer_id`, row-locked until the transaction ends (None if absent).
+
+        SQLite has no row locks; there every transaction is BEGIN IMMEDIATE (see
+        app.storage.database), which serialises writers.
+        """
+        query = cls.owned_by(customer_id).where(cls.id == row_id)
+        if not is_sqlite():
+            query = query.for_update()
+        return query.first()
+
+
+class Resource(BaseModel):
+    """A customer's connection or database: timestamped, soft-deleted (`deleted_at`), kept for audit."""
+
+    # Subclasses declare `customer`, `created_at`, `updated_at` and `deleted_at`.
+
+    @classmethod
+    def create(cls, **values):
+        """Insert a row; `created_at` and `updated_at` are one timestamp unless given."""
+        now = utcnow()
+        values.setdefault("created_at", now)
+        values.setdefault("updated_at", values["created_at"])
+        return super().create(**values)
+
+    @classmethod
+    def active(cls):
+        """Every live (not deleted) row."""
+        return cls.select().where(cls.deleted_at.is_null())
+
+    @classmethod
+    def owned_by(cls, customer_id):
+        """The live rows of `customer_id`: a deleted row is gone for its owner too."""
+        return cls.active().where(cls.customer == customer_id)
 
 
 class Customer(BaseModel):
@@ -67,12 +129,14 @@ class ManagementKey(BaseModel):
     revoked_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
 
-    @classmethod
-    def for_customer(cls, customer_id):
-        return cls.select().where(cls.customer == customer_id).order_by(cls.created_at, cls.id)
 
+class Connection(Resource):
+    """A customer's source server, the schemas it exposes and its sync policy."""
 
-class Connection(BaseModel):
+    # Every write that must agree with `available_schemas` (PATCH of the connection,
+    # creating a database, changing a database's mysqlDb) takes this row's lock first
+    # (`Connection.lock_owned`).
+
     class Meta:
         table_name = "connections"
 
@@ -93,26 +157,8 @@ class Connection(BaseModel):
     updated_at = DateTimeField(default=utcnow)
     deleted_at = DateTimeField(null=True)
 
-    @classmethod
-    def active_for(cls, customer_id):
-        return cls.select().where((cls.customer == customer_id) & cls.deleted_at.is_null())
 
-    @classmethod
-    def lock_active(cls, customer_id, connection_id):
-        """The live connection, row-locked until the transaction ends (None if absent).
-
-        Every write that must agree with `available_schemas` (PATCH of the
-        connection, creating a database, changing a database's mysqlDb) takes
-        this lock first. SQLite has no row locks; there every transaction is
-        BEGIN IMMEDIATE (see app.storage.database), which serialises writers.
-        """
-        query = cls.active_for(customer_id).where(cls.id == connection_id)
-        if not is_sqlite():
-            query = query.for_update()
-        return query.first()
-
-
-class Database(BaseModel):
+class Database(Resource):
     class Meta:
         table_name = "databases"
 
@@ -150,24 +196,9 @@ class Database(BaseModel):
     deleted_at = DateTimeField(null=True)
 
     @classmethod
-    def active(cls):
-        return cls.select().where(cls.deleted_at.is_null())
-
-    @classmethod
-    def active_for(cls, customer_id):
-        return cls.active().where(cls.customer == customer_id)
-
-    @classmethod
     def active_on(cls, connection_id):
+        """The live databases of one connection."""
         return cls.active().where(cls.connection == connection_id)
-
-    @classmethod
-    def lock_active(cls, customer_id, database_id):
-        """The live database, row-locked until the transaction ends (None if absent)."""
-        query = cls.active_for(customer_id).where(cls.id == database_id)
-        if not is_sqlite():
-            query = query.for_update()
-        return query.first()
 
 
 class QueryKey(BaseModel):

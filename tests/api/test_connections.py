@@ -38,6 +38,7 @@ class TestCreateConnection:
         assert response.headers["location"] == f"/v1/connections/{created['id']}"
         assert without_generated(created) == expected_connection(body, customer[0].id)
         assert "mysqlPassword" not in created
+        assert created["updatedAt"] == created["createdAt"]   # one timestamp per write
 
     def test_password_is_encrypted_at_rest(self, client, stack):
         body = connection_payload()
@@ -65,6 +66,7 @@ class TestCreateConnection:
         created = response.json()
         [database] = created.pop("databases")
         assert without_generated(created) == expected_connection(body, customer[0].id)
+        assert created["updatedAt"] == created["createdAt"] and database["updatedAt"] == database["createdAt"]
         assert without_generated(database) == {
             "customerId": str(customer[0].id), "connectionId": created["id"], "name": "first",
             "mysqlDb": "analytics", "syncMode": "poll", "syncInterval": 30, "instanceSize": "small",
@@ -97,6 +99,15 @@ class TestCreateConnection:
     def test_name_free_after_delete(self, client, connection):
         assert client.delete(f"/connections/{connection['id']}").status_code == 204
         assert client.post("/connections", connection_payload(name=connection["name"])).status_code == 201
+
+    def test_name_race_is_name_taken(self, client, connection, monkeypatch):
+        """A rival that commits the name between the check and the insert: the unique index decides."""
+        from app.domain import connections
+
+        monkeypatch.setattr(connections, "_ensure_name_free", lambda *args: None)
+        response = client.post("/connections", connection_payload(name=connection["name"]))
+        assert_error(response, 409, "name_taken", connection["name"])
+        assert [c["id"] for c in client.get("/connections").json()] == [connection["id"]]
 
     @pytest.mark.parametrize("missing", ["name", "mysqlHost", "availableSchemas", "mysqlUser", "mysqlPassword"])
     def test_required_fields(self, client, missing):
@@ -245,6 +256,16 @@ class TestUpdateConnection:
     def test_name_taken(self, client, connection):
         other = client.post("/connections", connection_payload()).json()
         assert_error(self.patch(client, connection, {"name": other["name"]}), 409, "name_taken")
+
+    def test_name_race_is_name_taken(self, client, connection, monkeypatch):
+        from app.domain import connections
+
+        other = client.post("/connections", connection_payload()).json()
+        before = stored(Connection, connection["id"]).__data__
+        monkeypatch.setattr(connections, "_ensure_name_free", lambda *args: None)
+        assert_error(self.patch(client, connection, {"name": other["name"], "mysqlHost": "elsewhere"}),
+                     409, "name_taken", other["name"])
+        assert stored(Connection, connection["id"]).__data__ == before
 
     def test_credential_changes_are_recorded(self, client, connection):
         version = stored(Connection, connection["id"]).credentials_version

@@ -33,6 +33,7 @@ class TestCreateDatabase:
             "binlogServerId": None, "buildComputeOverride": None, "reflexdbCustomDomain": None,
             "pauseSchedule": None, "tags": [], "region": "local",
         }
+        assert created["updatedAt"] == created["createdAt"]   # one timestamp per write
 
     def test_optional_fields(self, client, connection):
         created = client.post("/databases", {"connectionId": connection["id"], "name": "big", "mysqlDb": "shop",
@@ -195,11 +196,71 @@ class TestUpdateDatabase:
         other = client.post("/databases", {"connectionId": connection["id"], "name": "two", "mysqlDb": "shop"}).json()
         assert_error(self.patch(client, other, {"name": "live"}), 409, "name_taken")
 
+    @pytest.mark.parametrize("check,body,code,fragment", [
+        ("_ensure_name_free", {"name": "live", "reflexdbCustomDomain": "fresh"}, "name_taken", "'live'"),
+        ("_ensure_domain_free", {"name": "fresh", "reflexdbCustomDomain": "taken"}, "domain_taken", "'taken'"),
+    ])
+    def test_a_lost_race_names_the_index_that_refused_it(self, stack, monkeypatch, check, body, code, fragment):
+        """The check passed, then a rival committed first: the store's unique index decides, and the
+        answer names what it refused, not a guess from the fields sent."""
+        from app.domain import databases
+
+        teams = Client(stack.app, make_customer("Teams", plan="teams")[1])
+        conn = teams.post("/connections", connection_payload(instance={"name": "live", "mysqlDb": "shop"})).json()
+        assert teams.patch(f"/databases/{conn['databases'][0]['id']}",
+                           {"reflexdbCustomDomain": "taken"}).status_code == 200
+        mine = teams.post("/databases", {"connectionId": conn["id"], "name": "two", "mysqlDb": "shop"}).json()
+        before = stored(Database, mine["id"]).__data__
+        monkeypatch.setattr(databases, check, lambda *args: None)
+        assert_error(self.patch(teams, mine, body), 409, code, fragment)
+        assert stored(Database, mine["id"]).__data__ == before
+
+    def test_create_losing_a_name_race_is_name_taken(self, client, connection, database, monkeypatch):
+        from app.domain import databases
+
+        monkeypatch.setattr(databases, "_ensure_name_free", lambda *args: None)
+        response = client.post("/databases", {"connectionId": connection["id"], "name": "live", "mysqlDb": "shop"})
+        assert_error(response, 409, "name_taken", "'live'")
+        assert client.get("/databases").json() == [database]
+
     def test_binlog_server_id_taken(self, client, connection, database):
         self.patch(client, database, {"binlogServerId": 3})
         other = client.post("/databases", {"connectionId": connection["id"], "name": "two", "mysqlDb": "shop"}).json()
         assert_error(self.patch(client, other, {"binlogServerId": 3}), 409, "binlog_server_id_taken")
         assert self.patch(client, database, {"binlogServerId": 3}).status_code == 200
+
+
+class TestCustomDomainRace:
+    """PostgreSQL only: on SQLite, writers serialise, so a rival cannot commit in between."""
+
+    def test_losing_to_a_rival_that_committed_first_is_domain_taken(self, stack, monkeypatch):
+        import threading
+
+        from app.domain import databases
+        from app.storage.database import db
+
+        teams = Client(stack.app, make_customer("Teams", plan="teams")[1])
+        mine = teams.post("/connections", connection_payload(instance={"name": "a", "mysqlDb": "shop"})).json()
+        rival = teams.post("/connections", connection_payload(instance={"name": "b", "mysqlDb": "shop"})).json()
+        mine, rival = mine["databases"][0], rival["databases"][0]
+        check = databases._ensure_domain_free
+
+        def check_then_lose_the_race(row, domain):
+            check(row, domain)
+
+            def rival_commits():   # another request on another connection row: nothing orders the two
+                with db.connection_context():
+                    Database.update(custom_domain=domain).where(Database.id == rival["id"]).execute()
+
+            thread = threading.Thread(target=rival_commits)
+            thread.start()
+            thread.join(timeout=30)
+
+        monkeypatch.setattr(databases, "_ensure_domain_free", check_then_lose_the_race)
+        response = teams.patch(f"/databases/{mine['id']}", {"name": "renamed", "reflexdbCustomDomain": "shop-eu"})
+        assert_error(response, 409, "domain_taken", "'shop-eu'")
+        assert (stored(Database, mine["id"]).name, stored(Database, mine["id"]).custom_domain) == ("a", None)
+        assert stored(Database, rival["id"]).custom_domain == "shop-eu"
 
 
 @pytest.mark.both_stores

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from app.instance.keys import KeyStore
-from app.storage.models import Database
+from app.storage.database import db
+from app.storage.models import Database, QueryKey
 from tests.conftest import stored
 from tests.support import ISO_Z, UUID, assert_error
 
@@ -36,7 +38,7 @@ class TestCreateApiKey:
         # The secret is stored encrypted; the keys file is private to the service user.
         secret = json.load(open(keys_file(stack, database)))["secret"]
         assert secret not in stored(Database, database["id"]).query_key_secret_encrypted
-        assert oct(__import__("os").stat(keys_file(stack, database)).st_mode & 0o777) == "0o600"
+        assert oct(os.stat(keys_file(stack, database)).st_mode & 0o777) == "0o600"
 
     def test_keys_of_one_database_do_not_open_another(self, client, stack, connection, database):
         other = client.post("/databases", {"connectionId": connection["id"], "name": "other",
@@ -82,3 +84,46 @@ class TestListAndRevokeApiKeys:
                                            "mysqlDb": "shop"}).json()
         key = client.post(f"/databases/{other['id']}/api-keys", {"name": "x"}).json()
         assert_error(client.delete(f"/databases/{database['id']}/api-keys/{key['id']}"), 404, "not_found")
+
+
+@pytest.mark.both_stores
+class TestDeletingTheDatabaseRevokesItsKeys:
+    """Issue 6.7: a deleted database's keys stop working everywhere at once."""
+
+    def test_keys_stop_working_in_the_store_the_file_and_a_running_instance(self, client, stack, connection,
+                                                                             database):
+        base = f"/databases/{database['id']}/api-keys"
+        live = client.post(base, {"name": "live"}).json()
+        earlier = client.post(base, {"name": "revoked earlier"}).json()
+        assert client.delete(f"{base}/{earlier['id']}").status_code == 204
+        earlier_revoked_at = stored(QueryKey, earlier["id"]).revoked_at
+        other = client.post("/databases", {"connectionId": connection["id"], "name": "other",
+                                           "mysqlDb": "shop"}).json()
+        other_key = client.post(f"/databases/{other['id']}/api-keys", {"name": "x"}).json()
+        # The running instance's store, loaded before the delete, re-reading the file as it changes.
+        instance = KeyStore(keys_file(stack, database), recheck_seconds=0)
+        assert instance.verify(live["key"])
+
+        assert client.delete(f"/databases/{database['id']}").status_code == 204
+
+        assert not instance.verify(live["key"]) and instance.load_error is None
+        assert json.load(open(keys_file(stack, database)))["keys"] == {}
+        assert stored(QueryKey, live["id"]).revoked_at is not None
+        assert stored(QueryKey, earlier["id"]).revoked_at == earlier_revoked_at
+        assert_error(client.get(base), 404, "not_found")
+        assert_error(client.delete(f"{base}/{live['id']}"), 404, "not_found")
+        # Another database's keys are untouched.
+        assert verifies(stack, other, other_key["key"])
+        assert [k["id"] for k in client.get(f"/databases/{other['id']}/api-keys").json()] == [other_key["id"]]
+
+    def test_a_database_without_keys_gets_no_keys_file(self, client, stack, database):
+        assert client.delete(f"/databases/{database['id']}").status_code == 204
+        assert not os.path.exists(keys_file(stack, database))
+
+    def test_a_refused_delete_keeps_the_keys(self, client, stack, database):
+        key = client.post(f"/databases/{database['id']}/api-keys", {"name": "live"}).json()
+        with db.connection_context():
+            Database.update(status="running").where(Database.id == database["id"]).execute()
+        assert_error(client.delete(f"/databases/{database['id']}"), 409, "invalid_state")
+        assert verifies(stack, database, key["key"])
+        assert stored(QueryKey, key["id"]).revoked_at is None
