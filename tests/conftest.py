@@ -17,11 +17,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg2
 import pytest
 import requests
 from cryptography.fernet import Fernet
+from psycopg2.extensions import make_dsn
 
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
@@ -31,10 +33,16 @@ from app.domain import environment  # noqa: E402
 from app.domain.customers import create_customer  # noqa: E402
 from app.storage.database import db, init_database, migrate  # noqa: E402
 from app.storage.models import ALL_MODELS  # noqa: E402
+from tests import servers  # noqa: E402
 
-PG_ADMIN_DSN = os.environ.get("REFLEXDB_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+# The store runs on the PostgreSQL server of tests/servers.py (REFLEXDB_TEST_PG_HOST/PORT/USER/PASSWORD).
+_PG = servers.postgres()
 PG_TEST_DB = os.environ.get("REFLEXDB_TEST_PG_DB", "reflexdb_test")
-PG_URL = f"postgresql://postgres@127.0.0.1:5432/{PG_TEST_DB}"
+PG_ADMIN_DSN = os.environ.get("REFLEXDB_TEST_PG_ADMIN") or make_dsn(
+    host=_PG.host, port=_PG.port, user=_PG.user, password=_PG.password or None, dbname="postgres")
+PG_URL = "postgresql://{}{}@{}:{}/{}".format(
+    quote(_PG.user, safe=""), ":" + quote(_PG.password, safe="") if _PG.password else "",
+    _PG.host, _PG.port, PG_TEST_DB)
 
 # Every password a test sends; no response body may ever contain one.
 SECRETS: set[str] = set()

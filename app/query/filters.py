@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.contracts.artifact import Column, Table
+from app.contracts.sql import DIALECTS, quote_identifier
 
 from .errors import QueryError, UnknownNameError
 from .nodes import (
@@ -21,23 +22,7 @@ from .nodes import (
     Path,
 )
 
-DIALECTS = ("sqlite", "mysql", "postgres")
-
 _OPERATORS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-
-
-def quote_identifier(name: str, dialect: str) -> str:
-    """`name` quoted for `dialect`; the only way identifiers reach SQL text here.
-
-    For the sources (mysql, postgres) `%` is written `%%`, as the adapters'
-    own `quote_identifier` writes it: PyMySQL and psycopg2 %-format a statement
-    given parameters, and the adapters always give a filter a parameter
-    sequence, so the doubling is undone exactly once. SQLite uses `?`: no doubling.
-    """
-    if dialect == "mysql":
-        return "`" + name.replace("`", "``").replace("%", "%%") + "`"
-    quoted = '"' + name.replace('"', '""') + '"'
-    return quoted if dialect == "sqlite" else quoted.replace("%", "%%")
 
 
 def like_to_glob(pattern: str) -> str:

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from app.contracts import artifact
-
-BACKENDS = ("mysql", "postgres")
+from app.contracts.backends import READABLE_BACKENDS as BACKENDS
 
 # Default PostgreSQL database when the credentials name none. The contract's
 # connection has no database field, so `SourceCredentials.for_target` also

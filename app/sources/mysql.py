@@ -12,6 +12,7 @@ from pymysql.constants import FIELD_TYPE
 from pymysql.converters import conversions, through
 
 from app.contracts import artifact
+from app.contracts.sql import quote_identifier as quote_for
 from app.sources import values
 from app.sources.base import (
     Source,
@@ -40,14 +41,8 @@ _DRIVER_ERRORS = (pymysql.MySQLError, OSError)
 
 
 def quote_identifier(name: str) -> str:
-    """`name` as a MySQL identifier, in a statement executed with parameters.
-
-    PyMySQL %-formats a statement only when it is given parameters, so `%` is
-    written `%%` here and every statement holding an identifier is executed
-    with a parameter sequence (empty when it has no placeholder): the doubling
-    is then undone exactly once, whatever the statement contains.
-    """
-    return "`" + name.replace("`", "``").replace("%", "%%") + "`"
+    """`name` as a MySQL identifier (see app.contracts.sql: `%` is `%%`)."""
+    return quote_for(name, "mysql")
 
 
 def logical_type(data_type: str, column_type: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import psycopg2
 
 from app.contracts import artifact
+from app.contracts.sql import quote_identifier as quote_for
 from app.sources import values
 from app.sources.base import (
     Source,
@@ -38,14 +39,8 @@ _DRIVER_ERRORS = (psycopg2.Error, OSError)
 
 
 def quote_identifier(name: str) -> str:
-    """`name` as a PostgreSQL identifier, in a statement executed with parameters.
-
-    psycopg2 %-formats a statement only when it is given parameters, so `%` is
-    written `%%` here and every statement holding an identifier is executed
-    with a parameter sequence (empty when it has no placeholder): the doubling
-    is then undone exactly once, whatever the statement contains.
-    """
-    return '"' + name.replace('"', '""').replace("%", "%%") + '"'
+    """`name` as a PostgreSQL identifier (see app.contracts.sql: `%` is `%%`)."""
+    return quote_for(name, "postgres")
 
 
 _TYPES = {

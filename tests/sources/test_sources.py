@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from app.build import compile_artifact
-from app.query.filters import quote_identifier
+from app.contracts.sql import quote_identifier
 from app.sources import SourceCredentials, SourceError, mysql, open_source, postgres
 from tests.sources.blog import N_COMMENTS, N_POSTS, N_USERS, read_all
 
