@@ -12,4 +12,5 @@ def configure_services(settings: Settings) -> None:
     init_database(make_database(settings.database_url, settings.data_dir, settings.db_pool_size))
     box = load_secret_box(settings.secret_keys, settings.data_dir, embedded=is_sqlite())
     configure(Environment(secret_box=box, region=settings.region,
-                          instances_dir=settings.data_dir / "instances"))
+                          instances_dir=settings.data_dir / "instances",
+                          free_plan_build_credits=settings.free_plan_build_credits))

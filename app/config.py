@@ -23,6 +23,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     spec_path: Path = DEFAULT_SPEC
     log_level: str = "INFO"
+    free_plan_build_credits: int = 100     # builds included in the free plan; paid plans: unlimited
     validate_responses: bool = False       # tests turn this on: every response checked against the spec
     extra: dict = field(default_factory=dict)  # test overrides that have no env var
 
@@ -39,6 +40,7 @@ class Settings:
             threads=int(env.get("REFLEXDB_THREADS", "2")),
             spec_path=Path(env.get("REFLEXDB_SPEC", str(DEFAULT_SPEC))),
             log_level=env.get("REFLEXDB_LOG_LEVEL", "INFO").upper(),
+            free_plan_build_credits=int(env.get("REFLEXDB_FREE_PLAN_BUILD_CREDITS", "100")),
         )
         values.update(overrides)
         return cls(**values)
