@@ -30,7 +30,8 @@ def configure_services(settings: Settings, *, require_migrated: bool = False) ->
     init_database(database)
     box = load_secret_box(settings.secret_keys, settings.data_dir, embedded=is_sqlite())
     configure(Environment(secret_box=box, region=settings.region,
-                          instances_dir=settings.data_dir / "instances"))
+                          instances_dir=settings.data_dir / "instances",
+                          free_plan_build_credits=settings.free_plan_build_credits))
 
 
 def check_migrated(database: Database) -> None:

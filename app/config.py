@@ -52,6 +52,7 @@ class Settings:
     workers: int = field(default_factory=_default_workers)
     timeout: int = 30
     access_log: str | None = "-"           # None: no access log
+    free_plan_build_credits: int = 100     # builds included in the free plan; paid plans: unlimited
     validate_responses: bool = False       # tests turn this on: every response checked against the spec
     extra: dict = field(default_factory=dict)  # test overrides that have no env var
 
@@ -76,6 +77,7 @@ class Settings:
             workers=reader.integer("REFLEXDB_WORKERS", _default_workers(), 1, 256),
             timeout=reader.integer("REFLEXDB_TIMEOUT", 30, 1, 3600),
             access_log=reader.text("REFLEXDB_ACCESS_LOG", "-", max_length=4096, empty=True) or None,
+            free_plan_build_credits=reader.integer("REFLEXDB_FREE_PLAN_BUILD_CREDITS", 100, 0, 1_000_000),
         )
         reader.finish()
         values.update(overrides)

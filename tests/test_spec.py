@@ -206,9 +206,8 @@ def test_each_path_parameter_is_a_named_component():
 def response_examples():
     for path, method, operation in operations(RESOLVED):
         for status, response in operation["responses"].items():
-            if status.startswith("2") and "content" in response:
-                media = response["content"]["application/json"]
-                yield f"{method.upper()} {path} {status}", media
+            for media_type, media in response.get("content", {}).items() if status.startswith("2") else ():
+                yield f"{method.upper()} {path} {status} {media_type}", media
 
 
 def test_every_success_response_has_an_example_that_fits_its_schema():
@@ -277,7 +276,8 @@ def test_connexion_takes_null_exactly_where_the_enum_is_nullable(client, method,
                                               "mysqlUser": "u", "mysqlPassword": "s3cret-pass"}).json()
     database = client.post("/databases", {"connectionId": connection["id"], "name": "d",
                                           "mysqlDb": "shop"}).json()
-    ids = {"connectionId": connection["id"], "databaseId": database["id"]}
+    ids = {"connectionId": connection["id"], "databaseId": database["id"],
+           "customerId": database["customerId"]}
 
     def send(value):
         body = yaml.safe_load(yaml.safe_dump(example))  # a deep copy

@@ -25,6 +25,10 @@ PAIRS = [
     ("Tag", schemas.TagSchema, False),
     ("ManagementKeyCreate", schemas.ManagementKeySchema, False),
     ("QueryKeyCreate", schemas.QueryKeySchema, False),
+    ("ResizeRequest", schemas.ResizeSchema, False),
+    ("RedeployRequest", schemas.RedeploySchema, False),
+    ("PlanUpdate", schemas.PlanUpdateSchema, False),
+    ("BuildCreditAdjustment", schemas.BuildCreditAdjustmentSchema, False),
 ]
 
 

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from app.storage.secrets import SecretBox
+
+
+class EnginePort(Protocol):
+    def wake(self, database_id) -> None:
+        """Have the engine look at `database_id` soon (its work is already committed)."""
+
+
+class NoEngine:
+    """The engine port when no lifecycle engine is wired: work stays recorded in the store."""
+
+    def wake(self, database_id) -> None:
+        """Nothing to wake; the engine's reconciler finds recorded work on its own."""
 
 
 @dataclass(frozen=True)
@@ -15,6 +28,12 @@ class Environment:
     # Where each database's instance files live (keys file, artifact...), one
     # folder per database id; the local instance runtime reads them from here.
     instances_dir: Path = Path("data/instances")
+    # The lifecycle engine, as the domain sees it: `wake(database_id)` after a
+    # commit that left work for it. app.bootstrap wires the real one; the
+    # domain never imports app.engine.
+    engine: EnginePort = field(default_factory=NoEngine)
+    # Builds the free plan includes (paid plans are unlimited).
+    free_plan_build_credits: int = 100
 
 
 _current: Environment | None = None

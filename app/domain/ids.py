@@ -33,12 +33,3 @@ def owned(model, principal, ident, what: str, *, lock: bool = False):
     if row is None:
         raise NotFound(f"{what} {ident} was not found")
     return row
-
-
-def get_owned(query, model, ident, principal, what: str):
-    """Deprecated spelling of `owned(model, principal, ident, what)`, which it calls.
-
-    `query` is ignored: `model.owned_by` says which rows a customer owns. Kept only
-    while app/domain/schema_configs.py (another branch) still calls it this way.
-    """
-    return owned(model, principal, ident, what)

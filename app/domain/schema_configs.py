@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.contracts.schema_config import ConfigError, load_config
 from app.domain import schemas
 from app.domain.errors import InvalidRequest
-from app.domain.ids import get_owned
+from app.domain.ids import owned
 from app.domain.principal import Principal
 from app.query import QueryError, parse_filter
 from app.storage.database import db
@@ -13,7 +13,7 @@ from app.storage.models import Database, utcnow
 
 
 def get_config(principal: Principal, database_ident) -> dict:
-    return schemas.SchemaConfigOut().dump(_owned(principal, database_ident))
+    return schemas.SchemaConfigSchema().dump(_owned(principal, database_ident))
 
 
 def put_config(principal: Principal, database_ident, document) -> dict:
@@ -31,7 +31,7 @@ def put_config(principal: Principal, database_ident, document) -> dict:
         Database.update(schema_config=config, schema_config_updated_at=now).where(
             Database.id == database.id).execute()
     database.schema_config, database.schema_config_updated_at = config, now
-    return schemas.SchemaConfigOut().dump(database)
+    return schemas.SchemaConfigSchema().dump(database)
 
 
 def delete_config(principal: Principal, database_ident) -> None:
@@ -56,4 +56,4 @@ def _check_filters(config: dict) -> None:
 
 
 def _owned(principal: Principal, ident) -> Database:
-    return get_owned(Database.active(), Database, ident, principal, "database")
+    return owned(Database, principal, ident, "database")

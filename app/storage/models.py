@@ -191,6 +191,19 @@ class Database(Resource):
     query_key_secret_encrypted = TextField(null=True)
     schema_config = JSONField(null=True)            # reflexdb.yaml, validated, as JSON
     schema_config_updated_at = DateTimeField(null=True)
+    # The lifecycle engine's bookkeeping (docs/lifecycle.md). `operation` is the
+    # action being carried out while the status is transitional; `generation`
+    # is bumped by every accepted action, and a step commits its result only if
+    # it is unchanged. The lease says which worker runs the current step.
+    operation = CharField(max_length=32, null=True)
+    operation_params = JSONField(null=True)
+    generation = IntegerField(default=0)
+    lease_owner = CharField(max_length=64, null=True)
+    lease_expires_at = DateTimeField(null=True)
+    attempts = IntegerField(default=0)              # starts of the current step
+    replication_paused = BooleanField(default=False)
+    deployed_build_id = UUIDField(null=True)
+    schedule_applied_at = DateTimeField(null=True)  # the last pauseSchedule event carried out
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     deleted_at = DateTimeField(null=True)
@@ -219,4 +232,70 @@ class QueryKey(BaseModel):
                 .order_by(cls.created_at, cls.id))
 
 
-ALL_MODELS = (Customer, ManagementKey, Connection, Database, QueryKey)
+class Build(BaseModel):
+    """One compile of the query engine for a database; its artifact is what Redeploy reuses."""
+
+    class Meta:
+        table_name = "builds"
+
+    customer = ForeignKeyField(Customer, on_delete="CASCADE")
+    database = ForeignKeyField(Database, backref="builds", on_delete="CASCADE")
+    status = CharField(max_length=20, default="queued")   # queued | in_progress | succeeded | failed
+    compute_type = CharField(max_length=40)
+    artifact = JSONField(null=True)                 # the SchemaArtifact, once succeeded
+    log = TextField(default="")
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+
+class Instance(BaseModel):
+    """One started instance process of a database; `stopped_at` is null while it is live."""
+
+    class Meta:
+        table_name = "instances"
+
+    customer = ForeignKeyField(Customer, on_delete="CASCADE")
+    database = ForeignKeyField(Database, backref="instances", on_delete="CASCADE")
+    build = ForeignKeyField(Build, on_delete="CASCADE")
+    endpoint_url = CharField(max_length=500)
+    handle = JSONField()                            # the runtime's handle (no secrets)
+    admin_token_encrypted = TextField()             # Fernet token of the instance's admin token
+    health_status = CharField(max_length=20, null=True)
+    snapshot_age_ms = BigIntegerField(null=True)
+    swap_count = IntegerField(default=0)
+    row_counts = JSONField(default=dict)
+    last_health_check = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    stopped_at = DateTimeField(null=True)
+
+
+class BuildCreditEntry(BaseModel):
+    """A line of an account's build-credit ledger: admin grants and deductions, and -1 per build."""
+
+    class Meta:
+        table_name = "build_credit_entries"
+
+    customer = ForeignKeyField(Customer, on_delete="CASCADE")
+    amount = IntegerField()
+    reason = CharField(max_length=500, null=True)
+    expires_at = DateTimeField(null=True)
+    build = ForeignKeyField(Build, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+
+class EngineLease(Model):
+    """A named lease held by one engine worker at a time (e.g. the reconciler)."""
+
+    class Meta:
+        database = db
+        table_name = "engine_leases"
+
+    name = CharField(max_length=64, primary_key=True)
+    owner = CharField(max_length=64)
+    expires_at = DateTimeField()
+
+
+ALL_MODELS = (Customer, ManagementKey, Connection, Database, QueryKey, Build, Instance,
+              BuildCreditEntry, EngineLease)
