@@ -16,11 +16,13 @@ def create_app(settings=None):
     import connexion
     from a2wsgi import WSGIMiddleware
     from connexion.jsonifier import Jsonifier
-    from connexion.middleware import MiddlewarePosition
+    from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+    from connexion.middleware.routing import RoutingMiddleware
     from connexion.resolver import RelativeResolver
 
     from app.api.errors import register_error_handlers
-    from app.api.limits import RequestGuard
+    from app.api.limits import RequestGuard, install_work_slots
+    from app.api.routing import PathRoutingMiddleware
     from app.api.validation import validator_map
     from app.bootstrap import configure_services
     from app.config import Settings
@@ -31,8 +33,12 @@ def create_app(settings=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     configure_services(settings)
 
-    # Compact JSON in the schemas' field order (Connexion's default indents).
-    app = connexion.FlaskApp(__name__, jsonifier=Jsonifier(json, separators=(",", ":")))
+    # Compact JSON in the schemas' field order (Connexion's default indents); routing with
+    # one route per path (full `Allow` on 405, no slash redirects: app/api/routing.py).
+    middlewares = [PathRoutingMiddleware if middleware is RoutingMiddleware else middleware
+                   for middleware in ConnexionMiddleware.default_middlewares]
+    app = connexion.FlaskApp(__name__, jsonifier=Jsonifier(json, separators=(",", ":")),
+                             middlewares=middlewares)
     app.add_api(
         settings.spec_path,
         resolver=RelativeResolver("app.api.handlers"),
@@ -45,20 +51,26 @@ def create_app(settings=None):
     app.add_middleware(RequestGuard, position=MiddlewarePosition.BEFORE_SWAGGER,
                        max_bytes=settings.max_body_bytes)
 
-    # One store connection per request, returned to the pool when the request ends.
+    # At most one store connection per request, returned to the pool when the request ends.
     flask_app = app.app
     # Connexion runs Flask on an a2wsgi pool of 10 threads and offers no setting
     # for it; threads fighting over the GIL cost throughput, so size it by
     # measurement (scripts/bench_api.py, docs/benchmarks.md).
     app._middleware_app.asgi_app = WSGIMiddleware(flask_app.wsgi_app, workers=settings.threads)
+    install_work_slots(flask_app, settings.threads)
 
-    @flask_app.before_request
-    def _open_db():
-        db.connect(reuse_if_open=True)
-
+    # A request takes a store connection from the pool at its first query (peewee connects
+    # on demand), so requests that need none (an unknown path) never wait on the store.
     @flask_app.teardown_request
     def _close_db(_exc):
         if not db.is_closed():
             db.close()
+
+    @flask_app.after_request
+    def _no_content_type_without_content(response):
+        # Connexion labels every answer with the operation's media type, a 204 included.
+        if response.status_code == 204:
+            response.headers.pop("Content-Type", None)
+        return response
 
     return app

@@ -19,8 +19,12 @@ from app.domain.errors import (
     Unauthorized,
     Unavailable,
 )
+from app.storage.database import STORE_ERRORS, store_unavailable
 
 log = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying a 503.
+RETRY_AFTER = "2"
 
 STATUS_BY_ERROR = {
     InvalidRequest: 400,
@@ -55,6 +59,8 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        headers.setdefault("Retry-After", RETRY_AFTER)
     return ConnexionResponse(
         status_code=status,
         mimetype="application/json",
@@ -79,13 +85,27 @@ async def problem(_request: ConnexionRequest, exc: ProblemException) -> Connexio
                           message or _readable(exc.detail) or DEFAULT_MESSAGES.get(status, "bad request"))
 
 
-async def http_error(_request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+async def http_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
     """Routing errors (unknown path, wrong method) and other bare HTTP errors."""
     if exc.status_code >= 500:
-        return await unexpected(_request, exc)
+        return await unexpected(request, exc)
     message = DEFAULT_MESSAGES.get(exc.status_code) or str(exc.detail)
+    if exc.status_code == 404 and request.url.path.endswith("/") and request.url.path != "/":
+        # One URL per resource: no redirect to the path without the slash (it would be
+        # an absolute http:// URL behind a TLS proxy, and lose the body on a POST).
+        message = "no such resource: paths do not end with a slash"
     return error_response(exc.status_code, CODE_BY_STATUS.get(exc.status_code, "invalid_request"),
                           message, dict(exc.headers or {}))
+
+
+async def store_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """The store does not answer: an operating condition, logged in one line without a traceback."""
+    if not store_unavailable(exc):
+        return await unexpected(request, exc)
+    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+    log.warning("store unavailable, %s %s answered 503: %s", request.method, request.url.path, reason)
+    return error_response(503, "unavailable", "the control plane's store does not answer; "
+                                              "retry in a few seconds")
 
 
 async def unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -109,4 +129,6 @@ def register_error_handlers(app) -> None:
     app.add_error_handler(DomainError, domain_error)
     app.add_error_handler(ProblemException, problem)
     app.add_error_handler(HTTPException, http_error)
+    for error in STORE_ERRORS:
+        app.add_error_handler(error, store_error)
     app.add_error_handler(Exception, unexpected)

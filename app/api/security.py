@@ -12,7 +12,8 @@ async def bearer_info(token: str) -> dict | None:
     """Connexion's token check: None makes it answer 401.
 
     Connexion calls this on the event loop; the key lookup is database work,
-    so it runs on a worker thread with its own connection.
+    so it runs on a worker thread with its own connection. A store error raised
+    here reaches the error handlers as it is: 503 `unavailable` (app/api/errors.py).
     """
     principal = await run_in_threadpool(_authenticate, token)
     return None if principal is None else {"sub": principal}

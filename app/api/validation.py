@@ -1,13 +1,28 @@
-"""Connexion's request validators with messages that name the field and say what to send."""
+"""Connexion's request validators with messages that name the field and say what to send,
+and the strict, bounded JSON parser every request body goes through."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
+
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem
+from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.json_schema import Draft4RequestValidator
 from connexion.utils import is_null, is_nullable
-from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
+from connexion.validators import (
+    VALIDATOR_MAP,
+    JSONRequestBodyValidator,
+    JSONResponseBodyValidator,
+    ParameterValidator,
+)
 from jsonschema import Draft4Validator, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+
+# JSON bodies get the same bounds as reflexdb.yaml.
+from app.contracts.schema_config import MAX_DEPTH, MAX_INTEGER_DIGITS
 
 UUID_PATTERN_PREFIX = "^[0-9a-fA-F]{8}-"
 _JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number",
@@ -71,7 +86,88 @@ def describe(error: ValidationError, name: str = "") -> str:
     return f"{path}: {text}" if path else text
 
 
+class BodyProblem(Exception):
+    """A JSON body that parses but breaks a rule of ours (a repeated key, a number out of range)."""
+
+
+# Tokens that matter for the bounds: whole strings (skipped: they may hold brackets or
+# digits), brackets, and digit runs longer than any accepted number.
+_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]|\d{%d,}' % (MAX_INTEGER_DIGITS + 1))
+_LONG_NUMBER = re.compile(r"\d{%d}" % (MAX_INTEGER_DIGITS + 1))
+# Bodies above this size are parsed on a worker thread, not on the event loop.
+_PARSE_INLINE_BYTES = 64 * 1024
+
+
+def parse_json(text: str):
+    """Strict JSON within the bounds: at most MAX_DEPTH levels of nesting, integers of at
+    most MAX_INTEGER_DIGITS digits (checked before parsing, so neither the parser's recursion
+    nor Python's integer conversion limit is ever reached), keys unique in each object, no
+    NaN or Infinity. Raises BadRequestProblem naming the key or the line and column."""
+    _check_bounds(text)
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant,
+                          parse_float=_finite_float)
+    except BodyProblem as exc:
+        raise BadRequestProblem(detail=f"the request body {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequestProblem(detail=f"the request body is not valid JSON: {exc}") from None
+
+
+def _check_bounds(text: str) -> None:
+    if text.count("[") + text.count("{") <= MAX_DEPTH and not _LONG_NUMBER.search(text):
+        return   # the usual body: nothing to count
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        first = text[match.start()]
+        if first in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise BadRequestProblem(detail=f"the request body is nested deeper than {MAX_DEPTH} "
+                                               f"levels at {_where(text, match.start())}")
+        elif first in "]}":
+            depth -= 1
+        elif first != '"':
+            raise BadRequestProblem(detail=f"the request body holds a number of more than "
+                                           f"{MAX_INTEGER_DIGITS} digits at {_where(text, match.start())}")
+
+
+def _where(text: str, position: int) -> str:
+    line = text.count("\n", 0, position) + 1
+    column = position - text.rfind("\n", 0, position)
+    return f"line {line} column {column} (char {position})"
+
+
+def _unique_keys(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BodyProblem(f"repeats the key {json.dumps(key)} in one object; send each key once")
+            seen.add(key)
+    return obj
+
+
+def _no_constant(name: str):
+    raise BodyProblem(f"is not valid JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BodyProblem(f"holds a number out of range: {text[:40]}")
+    return value
+
+
 class RequestBodyValidator(JSONRequestBodyValidator):
+    async def wrap_receive(self, receive, *, scope):
+        headers = Headers(scope=scope)
+        if "content-type" not in headers and int(headers.get("content-length") or 0):
+            # Connexion would guess JSON, and Flask then hand the handler raw bytes.
+            raise UnsupportedMediaTypeProblem(
+                detail="send the body as application/json: the Content-Type header is missing")
+        return await super().wrap_receive(receive, scope=scope)
+
     def _validate(self, body):
         if not self._nullable and body is None:
             raise BadRequestProblem(detail="the request body must be a JSON object")
@@ -81,12 +177,19 @@ class RequestBodyValidator(JSONRequestBodyValidator):
             raise BadRequestProblem(detail=describe(exception)) from None
 
     async def _parse(self, stream, scope):
+        raw = b"".join([chunk async for chunk in stream])
         try:
-            return await super()._parse(stream, scope)
-        except BadRequestProblem as exc:
-            raise BadRequestProblem(detail=f"the request body is not valid JSON: {exc.detail}") from None
+            text = raw.decode(self._encoding)
         except UnicodeDecodeError:
             raise BadRequestProblem(detail=f"the request body is not valid {self._encoding} text") from None
+        except LookupError:
+            raise UnsupportedMediaTypeProblem(detail=f"unknown charset {self._encoding!r}: "
+                                                     f"send UTF-8") from None
+        if not text:
+            return None
+        if len(raw) > _PARSE_INLINE_BYTES:
+            return await run_in_threadpool(parse_json, text)
+        return parse_json(text)
 
 
 class RequestParameterValidator(ParameterValidator):
@@ -104,7 +207,16 @@ class RequestParameterValidator(ParameterValidator):
         return None
 
 
+class ResponseBodyValidator(JSONResponseBodyValidator):
+    """Connexion's response check (on in tests), minus HEAD answers: they carry no body."""
+
+    def wrap_send(self, send):
+        return send if self._scope.get("method") == "HEAD" else super().wrap_send(send)
+
+
 def validator_map() -> dict:
     body = MediaTypeDict(dict(VALIDATOR_MAP["body"]))
     body["*/*json"] = RequestBodyValidator
-    return {**VALIDATOR_MAP, "parameter": RequestParameterValidator, "body": body}
+    response = MediaTypeDict(dict(VALIDATOR_MAP["response"]))
+    response["*/*json"] = ResponseBodyValidator
+    return {**VALIDATOR_MAP, "parameter": RequestParameterValidator, "body": body, "response": response}

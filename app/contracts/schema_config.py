@@ -15,12 +15,35 @@
 
 `where` strings use the query language's filter syntax over field names; only
 their shape and length are checked here (the loader compiles them).
+
+Every bound below is checked before the work it limits, so validating any
+config is a small, bounded amount of work whatever is sent (docs/schema-config.md
+lists them).
 """
 
 from __future__ import annotations
 
+import math
+
 import jsonschema
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.reader import ReaderError
+from yaml.resolver import Resolver
+
+try:  # libyaml scans and parses about ten times faster than PyYAML's pure Python
+    from yaml._yaml import CParser as _EventParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml.parser import Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _EventParser(Reader, Scanner, Parser):
+        def __init__(self, stream):
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
 
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_TABLES = 1000
@@ -28,6 +51,12 @@ MAX_COLUMNS = 1000
 MAX_NAME = 64
 MAX_NOTE = 1000
 MAX_WHERE = 4000
+# Work bounds: what validation costs grows with these, not with the bytes sent.
+MAX_VALUES = 10_000          # keys, values, lists and mappings, counted together
+MAX_WHERE_TOTAL = 8000       # characters of every `where` of one config together
+# Bounds shared by every document the control plane parses (JSON bodies too).
+MAX_DEPTH = 32               # nested lists and mappings
+MAX_INTEGER_DIGITS = 20      # enough for any 64-bit integer
 ALIAS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Source names may hold any printable character (MySQL and PostgreSQL allow
 # spaces, dashes...), but never control characters.
@@ -149,6 +178,7 @@ def load_config(source) -> dict:
     if not isinstance(config, dict):
         raise ConfigError("", "the schema config must be a mapping with at least "
                               "'version: 1'")
+    _check_values(config)
     errors = sorted(_VALIDATOR.iter_errors(config), key=_error_order)
     if errors:
         problems = [_describe(error) for error in errors]
@@ -159,34 +189,125 @@ def load_config(source) -> dict:
                 seen.add(path)
                 unique.append((path, message))
         raise ConfigError(unique[0][0], unique[0][1], unique)
+    _check_where_total(config)
     return config
+
+
+def _check_values(config: dict) -> None:
+    """The bounds schema validation cannot state, checked before it runs (its cost grows
+    with the number of values): count, nesting, integer size, text no store can keep."""
+    count = 0
+    stack = [((), config, 1)]   # (path, value, nesting of the value)
+    while stack:
+        path, value, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError("", f"the schema config holds more than {MAX_VALUES:,} keys and "
+                                  f"values; that is the limit")
+        if isinstance(value, str):
+            _check_text(value, format_path(path))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) >= 10 ** MAX_INTEGER_DIGITS:
+                raise ConfigError(format_path(path), f"the number is too large (at most "
+                                                     f"{MAX_INTEGER_DIGITS} digits)")
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ConfigError(format_path(path), f"nested deeper than {MAX_DEPTH} levels")
+            if isinstance(value, dict):
+                for key in value:
+                    if not isinstance(key, str):
+                        raise ConfigError(format_path(path), f"key {key!r} is {_kind(key)}: "
+                                                             f"keys are names (text)")
+                    count += 1
+                    _check_text(key, format_path(path), "a key ")
+                children = [(path + (key,), item) for key, item in value.items()]
+            else:
+                children = [(path + (index,), item) for index, item in enumerate(value)]
+            # Reversed onto the stack so the first problem in document order is reported.
+            stack.extend((child, item, depth + 1) for child, item in reversed(children))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(format_path(path), f"{value!r} is not a number")
+
+
+def _check_text(text: str, path: str, what: str = "") -> None:
+    """Text no store can keep: NUL characters (PostgreSQL refuses them) or lone surrogates."""
+    if "\x00" in text:
+        raise ConfigError(path, f"{what}must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(path, f"{what}must be valid Unicode text (it holds a lone surrogate)") from None
+
+
+def _check_where_total(config: dict) -> None:
+    """Filters are compiled at upload; their total size bounds that work."""
+    total = len(config.get("where", "")) + sum(len(table.get("where", ""))
+                                               for table in config.get("tables", []))
+    if total > MAX_WHERE_TOTAL:
+        raise ConfigError("", f"the where filters add up to {total:,} characters; at most "
+                              f"{MAX_WHERE_TOTAL:,} in one config")
 
 
 # -- YAML --------------------------------------------------------------------
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader without aliases (no expansion bombs) and without duplicate keys."""
+class _Loader(Composer, _EventParser, SafeConstructor, Resolver):
+    """Safe YAML within the format's bounds: no aliases (no expansion bombs), keys that are
+    unique names, nesting, value count and integers bounded while the document is read."""
+
+    def __init__(self, stream):
+        _EventParser.__init__(self, stream)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+        self._values = 0
+        self._depth = 0
 
     def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise ConfigError(_yaml_position(event.start_mark),
-                              "YAML aliases (*name) are not supported: write the value out")
-        return super().compose_node(parent, index)
+        event = self.peek_event()
+        where = _yaml_position(event.start_mark)
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(where, "YAML aliases (*name) are not supported: write the value out")
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise ConfigError(where, f"the schema config holds more than {MAX_VALUES:,} keys "
+                                     f"and values; that is the limit")
+        nests = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
+        if nests and self._depth >= MAX_DEPTH:
+            raise ConfigError(where, f"nested deeper than {MAX_DEPTH} levels")
+        self._depth += nests
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= nests
 
     def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)
         keys = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in keys
-                keys.add(key)
-            except TypeError:
-                continue   # an unhashable key; the base class reports it
-            if duplicate:
-                raise ConfigError(_yaml_position(key_node.start_mark),
-                                  f"key {key!r} appears twice")
+            where = _yaml_position(key_node.start_mark)
+            if not isinstance(key, str):
+                written = f" {key_node.value}" if isinstance(key_node, yaml.ScalarNode) else ""
+                raise ConfigError(where, f"key{written} is {_kind(key)}: keys are names; "
+                                         f"write it in quotes")
+            if key in keys:
+                raise ConfigError(where, f"key {key!r} appears twice")
+            keys.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_bounded_int(self, node):
+        # Python refuses to read integers of more than 4,300 digits; stop long before.
+        too_large = ConfigError(_yaml_position(node.start_mark),
+                                f"the number is too large (at most {MAX_INTEGER_DIGITS} digits)")
+        if len(node.value) > 2 * MAX_INTEGER_DIGITS:   # room for a sign, 0x, underscores
+            raise too_large
+        value = self.construct_yaml_int(node)
+        if abs(value) >= 10 ** MAX_INTEGER_DIGITS:
+            raise too_large
+        return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_bounded_int)
 
 
 def _yaml_position(mark) -> str:
@@ -205,6 +326,14 @@ def _parse_yaml(text) -> object:
         config = yaml.load(text, Loader=_Loader)
     except ConfigError:
         raise
+    except UnicodeEncodeError:
+        raise ConfigError("", "the schema config must be valid Unicode text "
+                              "(it holds a lone surrogate)") from None
+    except ReaderError as exc:
+        # libyaml reports a byte offset into the UTF-8 text.
+        before = text.encode("utf-8")[:exc.position].decode("utf-8", "ignore")
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        raise ConfigError(f"line {line} column {column}", f"not valid YAML: {exc.reason}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "syntax error"

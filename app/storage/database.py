@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlparse
 
-from peewee import Database, DatabaseProxy, SqliteDatabase
+from peewee import Database, DatabaseProxy, InterfaceError, OperationalError, SqliteDatabase
 from playhouse.db_url import parse as parse_url
 from playhouse.migrations import Runner
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,16 @@ log = logging.getLogger(__name__)
 db = DatabaseProxy()
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# What the store raises when it cannot serve now: unreachable, restarting, connection
+# lost, no pooled connection free, locked (see store_unavailable()).
+STORE_ERRORS = (OperationalError, InterfaceError, MaxConnectionsExceeded)
+# SQLite raises OperationalError for a syntax error too; only these mean "retry later".
+_SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open database",
+                       "disk i/o error", "database or disk is full")
+# Seconds to wait for a PostgreSQL connection before the store counts as unavailable
+# (unless DATABASE_URL sets connect_timeout itself).
+CONNECT_TIMEOUT = 5
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",     # readers never block the single writer
@@ -34,6 +45,7 @@ def make_database(database_url: str | None, data_dir: Path, pool_size: int = 20)
     scheme = urlparse(database_url).scheme
     if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
         params = parse_url(database_url.replace("+pool", "", 1))
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT)
         return PooledPostgresqlDatabase(
             params.pop("database"),
             max_connections=pool_size,
@@ -53,6 +65,18 @@ def _sqlite(path: str) -> SqliteDatabase:
     # what stands in for PostgreSQL's row locks on the embedded store.
     return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
                           check_same_thread=False)
+
+
+def store_unavailable(error: Exception) -> bool:
+    """The store cannot serve now and a retry may succeed (as opposed to a bug in a query)."""
+    if isinstance(error, MaxConnectionsExceeded):
+        return True
+    # The driver's own error; peewee raising one of its own ("Connection already opened") is a bug.
+    cause = getattr(error, "orig", None) if isinstance(error, STORE_ERRORS) else None
+    if isinstance(cause, sqlite3.Error):
+        return (isinstance(cause, sqlite3.OperationalError)
+                and str(cause).lower().startswith(_SQLITE_UNAVAILABLE))
+    return cause is not None
 
 
 def init_database(database: Database) -> None:

@@ -105,7 +105,7 @@ def tables(*entries):
     (tables({"name": "a", "field_notes": {"email": 5}}), "tables[0].field_notes.email",
      "must be a string, not a number"),
     ("version: 1\ntables:\n  - name: a\n    columns: [b\n", "line 5 column 1",
-     "not valid YAML: expected ',' or ']', but got '<stream end>'"),
+     "not valid YAML: did not find expected ',' or ']'"),
     ("version: 1\nversion: 1\n", "line 2 column 1", "key 'version' appears twice"),
     ("version: 1\ntables:\n  - &t {name: a}\n  - *t\n", "line 4 column 5",
      "YAML aliases (*name) are not supported: write the value out"),

@@ -1,3 +1,4 @@
+from app.api.limits import config_validation_slot
 from app.domain import schema_configs
 
 
@@ -6,7 +7,9 @@ def get_database_config(user, database_id):
 
 
 def put_database_config(user, database_id, body):
-    return schema_configs.put_config(user, database_id, body), 200
+    # Validation is bounded but CPU-bound: it never takes every request thread.
+    with config_validation_slot():
+        return schema_configs.put_config(user, database_id, body), 200
 
 
 def delete_database_config(user, database_id):
