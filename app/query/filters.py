@@ -89,12 +89,16 @@ class FilterCompiler:
     def _expression(self, node: Expression, params: list) -> str:
         if isinstance(node, (And, Or)):
             joiner = " AND " if isinstance(node, And) else " OR "
-            return "(" + joiner.join(self._expression(op, params) for op in node.operands) + ")"
+            return group_operands([self._expression(op, params) for op in node.operands], joiner)
         if isinstance(node, Not):
             operand = self._expression(node.operand, params)
-            # Parenthesised whatever the operand, since NOT's precedence
-            # against BETWEEN/IN/LIKE differs between engines and modes.
-            return f"(NOT ({operand}))"
+            # A predicate is parenthesised, since NOT's precedence against
+            # BETWEEN/IN/LIKE differs between engines and modes; groups and
+            # NOTs already are (one pair per level keeps SQLite's parser stack,
+            # about 100 deep, out of reach of the nesting limit).
+            if not isinstance(node.operand, (And, Or, Not)):
+                operand = f"({operand})"
+            return f"(NOT {operand})"
         column_sql, column, wrap = self.resolve(node.path)
         return wrap(self._predicate(node, column_sql, column, params))
 
@@ -155,12 +159,12 @@ class TableFilterCompiler(FilterCompiler):
     def resolve(self, path: Path) -> Resolved:
         if len(path.names) > 1:
             raise QueryError(f"'{path.dotted}': a load-time filter can only use this table's "
-                             "own columns, not relation paths", **_where(path))
+                             "own columns, not relation paths", at=path.at)
         column = column_by_field_or_name(self.table, path.names[0].text)
         if column is None:
             raise UnknownNameError("field", path.names[0].text, table=self.table.alias,
                                    available=[c.field for c in self.table.columns],
-                                   **_where(path))
+                                   at=path.at)
         return self.quote(column.name), column, _identity
 
 
@@ -192,10 +196,19 @@ def _identity(sql: str) -> str:
     return sql
 
 
-def _where(path: Path) -> dict:
-    at = path.at
-    return {"position": at.position, "line": at.line, "column": at.column}
+# Operands joined flat per group. SQLite parses `a OR b OR c ...` into a tree
+# as deep as the chain and refuses depth 1,000 ("Expression tree is too
+# large"): longer chains are grouped, so depth grows with the logarithm.
+_GROUP_SIZE = 16
+
+
+def group_operands(parts: list[str], joiner: str) -> str:
+    """`(p1 <joiner> p2 ...)`, nested in groups of at most _GROUP_SIZE operands."""
+    while len(parts) > _GROUP_SIZE:
+        parts = ["(" + joiner.join(parts[i:i + _GROUP_SIZE]) + ")"
+                 for i in range(0, len(parts), _GROUP_SIZE)]
+    return "(" + joiner.join(parts) + ")"
 
 
 __all__ = ["DIALECTS", "FilterCompiler", "TableFilterCompiler", "compile_filter",
-           "column_by_field_or_name", "like_to_glob", "quote_identifier"]
+           "column_by_field_or_name", "group_operands", "like_to_glob", "quote_identifier"]

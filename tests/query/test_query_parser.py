@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.query import QueryError, QuerySyntaxError, parse, parse_filter
+from app.query import QueryError, QueryLimitError, QuerySyntaxError, parse, parse_filter
 from app.query.nodes import (
     And,
     Between,
@@ -198,9 +198,12 @@ class TestSyntaxErrors:
                                        "BETWEEN; use IS NULL or IS NOT NULL"),
         ("users(x LIKE 5) { id }", 13, "line 1, column 14: LIKE needs a string pattern"),
         ("users { id LIMIT -1 }", 17,
-         "line 1, column 18: LIMIT needs a whole number from 0 to 9223372036854775807, not -1"),
+         "line 1, column 18: LIMIT needs a whole number from 0 to 10000, not -1"),
         ("users { id OFFSET 1.5 }", 18,
-         "line 1, column 19: OFFSET needs a whole number from 0 to 9223372036854775807, not 1.5"),
+         "line 1, column 19: OFFSET needs a whole number from 0 to 1000000, not 1.5"),
+        ("users(x = " + "9" * 5000 + ") { id }", 10,
+         "line 1, column 11: the number 999999999999999999999999999... is out of range"),
+        ("users(x = 1e999) { id }", 10, "line 1, column 11: the number 1e999 is out of range"),
         ("users(x = 99999999999999999999) { id }", 10,
          "line 1, column 11: the number 99999999999999999999 is out of range"),
     ])
@@ -211,5 +214,5 @@ class TestSyntaxErrors:
 
     def test_error_classes(self):
         assert issubclass(QuerySyntaxError, QueryError)
-        with pytest.raises(QueryError, match="longer than"):
+        with pytest.raises(QueryLimitError, match="bytes long"):
             parse("users { " + "id " * 40_000 + "}")
