@@ -32,6 +32,9 @@ from .planner import ChildPlan, ColumnOutput, NodePlan, Plan, compile_query, pla
 # SQLite virtual machine instructions between two deadline checks: about 5%
 # of a scan's time at 1,000 (measured: 15.2 ms plain, 16.1 ms checked).
 _PROGRESS_STEPS = 1000
+# How SQLite says a statement is beyond its parser or expression limits.
+_TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large",
+                "too many SQL variables", "too many terms in compound SELECT")
 
 
 class SharedConnection(sqlite3.Connection):
@@ -165,29 +168,45 @@ class _Run:
         """All rows of one statement; never more than the answer could still hold."""
         self.check_time()
         room = self.limits.max_answer_rows - self.rows
-        connection = self.connection
-        lock = getattr(connection, "statement_lock", None)
-        if lock is None:  # a private connection: no deadline inside statements
-            rows = self._read(sql, params, room)
-        else:
-            if not lock.acquire(timeout=max(self.deadline - time.monotonic(), 0)):
-                raise self.timed_out()
-            connection.deadline = self.deadline
-            try:
-                rows = self._read(sql, params, room)
-            except sqlite3.OperationalError as exc:
-                if "interrupted" in str(exc):
-                    raise self.timed_out() from None
-                raise
-            finally:
-                connection.deadline = None
-                lock.release()
+        try:
+            rows = self._read_in_turn(sql, params, room)
+        except sqlite3.OperationalError as exc:
+            raise self.refusal(exc) from None
         # Every fetched row appears at least once in the answer, so the rows
         # and bytes fetched so far are a lower bound of the answer's.
         self.rows += len(rows)
         self.bytes += sum(map(itemgetter(size_index), rows))
         self.check_tree(self.rows, self.bytes)
         return rows
+
+    def refusal(self, exc: sqlite3.OperationalError) -> Exception:
+        """The client's error for a statement SQLite stopped, or `exc` itself (a defect)."""
+        message = str(exc)
+        if "interrupted" in message:
+            return self.timed_out()
+        if any(sign in message for sign in _TOO_COMPLEX):
+            # The limits keep statements well inside SQLite's parser stack and
+            # expression depth (measured at their maxima); this is the net
+            # under that measurement.
+            depth = self.limits.max_filter_depth
+            return QueryLimitError("the filters are too deeply nested or too long for the "
+                                   "query engine", limit="max_filter_depth", value=depth,
+                                   hint="simplify them")
+        return exc
+
+    def _read_in_turn(self, sql: str, params: tuple, room: int) -> list[tuple]:
+        connection = self.connection
+        lock = getattr(connection, "statement_lock", None)
+        if lock is None:  # a private connection: no deadline inside statements
+            return self._read(sql, params, room)
+        if not lock.acquire(timeout=max(self.deadline - time.monotonic(), 0)):
+            raise self.timed_out()
+        connection.deadline = self.deadline
+        try:
+            return self._read(sql, params, room)
+        finally:
+            connection.deadline = None
+            lock.release()
 
     def _read(self, sql: str, params: tuple, room: int) -> list[tuple]:
         cursor = self.connection.cursor()

@@ -89,7 +89,16 @@ class FilterCompiler:
     def _expression(self, node: Expression, params: list) -> str:
         if isinstance(node, (And, Or)):
             joiner = " AND " if isinstance(node, And) else " OR "
-            return group_operands([self._expression(op, params) for op in node.operands], joiner)
+            operands = node.operands
+            if self.dialect == "sqlite":
+                # The most nested operand first: SQLite's parser (a stack of
+                # about 100 entries) descends into a first operand holding one
+                # entry, into a later one holding three. The order changes no
+                # result; parameters follow it.
+                operands = sorted(operands, key=_nesting, reverse=True)
+            return group_operands([self._expression(op, params) for op in operands], joiner)
+        if isinstance(node, Not) and isinstance(node.operand, Not):
+            return self._expression(node.operand.operand, params)  # NOT NOT x is x, NULL too
         if isinstance(node, Not):
             operand = self._expression(node.operand, params)
             # A predicate is parenthesised, since NOT's precedence against
@@ -196,18 +205,30 @@ def _identity(sql: str) -> str:
     return sql
 
 
+def _nesting(node: Expression) -> int:
+    """How deeply `node` nests And/Or/Not (bounded by the parser's max_filter_depth)."""
+    if isinstance(node, (And, Or)):
+        return 1 + max(_nesting(operand) for operand in node.operands)
+    if isinstance(node, Not):
+        return 1 + _nesting(node.operand)
+    return 0
+
+
 # Operands joined flat per group. SQLite parses `a OR b OR c ...` into a tree
 # as deep as the chain and refuses depth 1,000 ("Expression tree is too
-# large"): longer chains are grouped, so depth grows with the logarithm.
+# large"): longer chains are grouped, so depth grows with the logarithm. The
+# first operand stays outside the groups, so the parser reaches it (the most
+# nested one) without going through extra parentheses.
 _GROUP_SIZE = 16
 
 
 def group_operands(parts: list[str], joiner: str) -> str:
-    """`(p1 <joiner> p2 ...)`, nested in groups of at most _GROUP_SIZE operands."""
-    while len(parts) > _GROUP_SIZE:
-        parts = ["(" + joiner.join(parts[i:i + _GROUP_SIZE]) + ")"
-                 for i in range(0, len(parts), _GROUP_SIZE)]
-    return "(" + joiner.join(parts) + ")"
+    """`(p1 <joiner> p2 ...)`, the operands after the first nested in groups of _GROUP_SIZE."""
+    first, rest = parts[0], parts[1:]
+    while len(rest) >= _GROUP_SIZE:
+        rest = ["(" + joiner.join(rest[i:i + _GROUP_SIZE]) + ")"
+                for i in range(0, len(rest), _GROUP_SIZE)]
+    return "(" + joiner.join([first, *rest]) + ")"
 
 
 __all__ = ["DIALECTS", "FilterCompiler", "TableFilterCompiler", "compile_filter",

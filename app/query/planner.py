@@ -137,11 +137,11 @@ def _size_sql(column_sql: str, kind: str) -> str | None:
 
 def _fixed_size(outputs: list) -> int:
     """JSON bytes of a row object that do not depend on its values."""
-    size = 3  # braces and the comma that separates it from the next object
+    size = 2  # braces; the commas after each entry also cover the one after the object
     for output in outputs:
         size += len(output.key.encode("utf-8", "surrogatepass")) + 4  # "key": and a comma
         if isinstance(output, RelationOutput):
-            size += _NULL_SIZE  # `[]` or `null`; related objects add their own size
+            size += 2  # `[]` (or about a `null`); related objects add their own size
     return size
 
 
@@ -212,11 +212,16 @@ class _SnapshotFilter(FilterCompiler):
 
         def wrap(predicate: str) -> str:
             # "Any" semantics: a predicate through to-many relations holds when
-            # at least one related row satisfies it.
-            for target_name, target_alias, join in reversed(hops):
-                predicate = (f"EXISTS (SELECT 1 FROM {target_name} AS {target_alias} "
-                             f"WHERE {join} AND {predicate})")
-            return predicate
+            # at least one chain of related rows satisfies it. One EXISTS over
+            # the joined hops (not one EXISTS per hop: SQLite's parser stack,
+            # about 100 entries, holds ~9 per nested subquery).
+            if not hops:
+                return predicate
+            (first_name, first_alias, correlation), *rest = hops
+            joins = "".join(f" JOIN {name} AS {hop_alias} ON {join}"
+                            for name, hop_alias, join in rest)
+            return (f"EXISTS (SELECT 1 FROM {first_name} AS {first_alias}{joins} "
+                    f"WHERE {correlation} AND {predicate})")
 
         return f"{alias}.{_q(column.name)}", column, wrap
 
