@@ -12,7 +12,6 @@ import json
 import logging
 import resource
 import sqlite3
-import sys
 import uuid
 
 import orjson
@@ -60,8 +59,6 @@ def create_app(state: InstanceState) -> Flask:
     """The Flask app serving `state`."""
     limits = state.settings.limits
     app = Flask("app.instance")
-    # Werkzeug refuses a longer body with 413, chunked bodies included.
-    app.config["MAX_CONTENT_LENGTH"] = limits.max_query_bytes
     app.extensions["reflexdb_instance"] = state
     app.wsgi_app = _last_resort(app.wsgi_app)
 
@@ -121,8 +118,6 @@ def create_app(state: InstanceState) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        if exc.code == 413:
-            return api_error(limit_error(_too_long(limits)))
         code, message = _HTTP_ERRORS.get(exc.code, ("http_error", exc.description or exc.name))
         if exc.code == 405:
             message = f"{request.method} is not allowed on {request.path}"
@@ -197,7 +192,11 @@ def _query_text(limits: QueryLimits) -> str:
     if mimetype not in TEXT_TYPES:
         raise ApiError(415, "unsupported_media_type",
                        f"the query body must be text/plain, not {mimetype}")
-    raw = request.get_data(cache=False)
+    # Read here rather than by Werkzeug, whose size limit cuts a chunked body
+    # short without a word. The server's input ends with the body, chunked or not.
+    raw = request.environ["wsgi.input"].read(limits.max_query_bytes + 1)
+    if len(raw) > limits.max_query_bytes:
+        raise limit_error(_too_long(limits))
     try:
         text = raw.decode(request.mimetype_params.get("charset", "utf-8"))
     except (UnicodeDecodeError, LookupError):
@@ -291,9 +290,10 @@ def _last_resort(wsgi_app):
                 log.exception("request failed and so did its error handler")
             except Exception:  # noqa: S110 - nothing left to report it with
                 pass
+            # Flask starts the response only once it is built, so nothing was sent yet.
             start_response("500 INTERNAL SERVER ERROR",
                            [("Content-Type", "application/json; charset=utf-8"),
-                            ("Content-Length", str(len(_LAST_RESORT_BODY)))], sys.exc_info())
+                            ("Content-Length", str(len(_LAST_RESORT_BODY)))])
             return [_LAST_RESORT_BODY]
     return app
 

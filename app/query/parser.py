@@ -379,17 +379,33 @@ def _unescape(token: Token) -> str:
             out.append(_ESCAPES[follower])
             i += 2
         elif follower == "u":
-            digits = body[i + 2:i + 6]
-            if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-                at = _location_in(token, 1 + i)
-                raise QuerySyntaxError("\\u needs four hexadecimal digits",
-                                       position=at.position, line=at.line, column=at.column)
-            out.append(chr(int(digits, 16)))
+            code = _hex4(token, body, i)
             i += 6
+            if 0xD800 <= code <= 0xDBFF and body[i:i + 2] == "\\u":
+                low = _hex4(token, body, i)
+                if 0xDC00 <= low <= 0xDFFF:  # a JSON surrogate pair: one character
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    i += 6
+            if 0xD800 <= code <= 0xDFFF:
+                at = _location_in(token, 1 + i - 6)
+                raise QuerySyntaxError("\\u escape of a lone surrogate: characters beyond "
+                                       "U+FFFF are written as a pair (\\ud83d\\ude00)",
+                                       position=at.position, line=at.line, column=at.column)
+            out.append(chr(code))
         else:
             out.append(char + follower)
             i += 2
     return "".join(out)
+
+
+def _hex4(token: Token, body: str, i: int) -> int:
+    """The four hexadecimal digits after the `\\u` at `body[i]`."""
+    digits = body[i + 2:i + 6]
+    if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        at = _location_in(token, 1 + i)
+        raise QuerySyntaxError("\\u needs four hexadecimal digits",
+                               position=at.position, line=at.line, column=at.column)
+    return int(digits, 16)
 
 
 # -- errors -----------------------------------------------------------------

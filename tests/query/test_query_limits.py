@@ -13,7 +13,6 @@ import time
 
 import orjson
 import pytest
-from conftest import build_snapshot
 
 from app.contracts.query_limits import LIMIT_SPECS
 from app.query import (
@@ -232,11 +231,11 @@ class TestAnswerLimits:
         error = refused_at_run_time(artifact, db, text, max_answer_rows=10)
         assert (error.limit, error.value) == ("maxAnswerRows", 10)
 
-    def test_bytes(self, artifact, db):
+    def test_bytes(self, artifact, db, make_snapshot):
         text = "users { name email }"
         size = len(orjson.dumps(execute(artifact, db, text)))
         assert execute(artifact, db, text, max_answer_bytes=max(size + 16, 1024))
-        big = build_snapshot(artifact, {"app_users": [
+        big = make_snapshot(artifact, {"app_users": [
             (i, "x" * 400, None, None, None, None, None, None, None, None, None, None)
             for i in range(10)]})
         error = refused_at_run_time(artifact, big, text, max_answer_bytes=1024)
@@ -256,8 +255,8 @@ class TestAnswerLimits:
 class TestTimeBudget:
     SLOW = 'comments(author.comments.author.comments.body LIKE "%zz%") { id }'
 
-    def test_a_statement_is_interrupted_at_the_deadline(self, artifact, big_data):
-        connection = _shared_snapshot(artifact, big_data)
+    def test_a_statement_is_interrupted_at_the_deadline(self, artifact, big_db):
+        connection = _shared_copy(big_db)
         engine = QueryEngine(artifact, query_timeout_ms=10, default_limit=10_000)
 
         started = time.monotonic()
@@ -270,9 +269,9 @@ class TestTimeBudget:
         # The connection is fine afterwards, and the deadline was per query.
         assert engine.execute(connection, "users(id = 1) { id }") == [{"id": 1}]
 
-    def test_threads_sharing_a_connection_never_deadlock(self, artifact, big_data):
+    def test_threads_sharing_a_connection_never_deadlock(self, artifact, big_db):
         """The deadline check needs the GIL while a statement holds the connection's mutex."""
-        connection = _shared_snapshot(artifact, big_data)
+        connection = _shared_copy(big_db)
         slow = QueryEngine(artifact, query_timeout_ms=20, default_limit=10_000)
         fast = QueryEngine(artifact, default_limit=10_000)
         outcomes = []
@@ -351,11 +350,10 @@ def _objects_in(value) -> int:
     return 0
 
 
-def _shared_snapshot(artifact, data):
-    """A snapshot on a SharedConnection enforcing time budgets, as the instance has."""
-    source = build_snapshot(artifact, data)
+def _shared_copy(snapshot):
+    """A copy of `snapshot` on a SharedConnection enforcing time budgets, as the instance has."""
     connection = SharedConnection(":memory:", check_same_thread=False)
-    source.backup(connection)
+    snapshot.backup(connection)
     connection.enforce_time_budget()
     return connection
 

@@ -138,6 +138,7 @@ class TestFilters:
         (r'"back\\slash"', "back\\slash"),
         (r'"tab\tnew\nline"', "tab\tnew\nline"),
         (r'"\u00e9t\u00E9"', "été"),
+        (r'"\ud83d\ude00!"', "\U0001F600!"),  # a surrogate pair is one character, as in JSON
         (r'"100\%"', "100\\%"),  # unknown escapes stay as typed: LIKE's own escape
         ('"it\'s; DROP TABLE x; --"', "it's; DROP TABLE x; --"),
         ("0", 0), ("-17", -17), ("+3", 3), ("3.25", 3.25), ("-0.5", -0.5), ("1e3", 1000.0),
@@ -191,6 +192,16 @@ class TestSyntaxErrors:
         assert (error.position, error.line, error.column, str(error)) == (
             position, line, column, message)
         assert error.message == message
+
+    @pytest.mark.parametrize("text", [r'"\ud83d"', r'"\ude00"', r'"\ud83dx"',
+                                      r'"\ud83d\u0041"'])
+    def test_lone_surrogates_are_refused(self, text):
+        """Found by the HTTP fuzzer: no store or driver can bind them (was a 500)."""
+        with pytest.raises(QuerySyntaxError) as caught:
+            parse_filter(f"x = {text}")
+        assert str(caught.value) == (
+            "line 1, column 6: \\u escape of a lone surrogate: characters beyond U+FFFF are "
+            "written as a pair (\\ud83d\\ude00)")
 
     @pytest.mark.parametrize("text, position, message", [
         ("users(x IN ()) { id }", 6, "line 1, column 7: IN needs at least one value for 'x'"),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import sqlite3
 import threading
 
 import pytest
@@ -295,3 +297,79 @@ def test_answers_keep_integers_beyond_64_bits():
     response = _json([{"id": 2 ** 70, "name": "é"}], 200)
     assert response.get_data() == '[{"id":1180591620717411303424,"name":"é"}]'.encode()
     assert _json([{"id": 1}], 200).get_data() == b'[{"id":1}]'
+
+
+def test_lone_surrogates_are_escaped_not_a_500():
+    """Text no UTF-8 can hold (e.g. a field note) is sent as JSON escapes."""
+    from app.instance.server import _json
+
+    assert _json({"note": "a\ud800b"}, 200).get_data() == b'{"note":"a\\ud800b"}'
+
+
+class TestNothingEndsTheProcess:
+    """Whatever a request raises is an envelope; the process and its worker stay up."""
+
+    def client(self, answer):
+        from types import SimpleNamespace
+
+        from app.instance.server import create_app
+
+        class Holder:
+            def reading(self):
+                return contextlib.nullcontext(SimpleNamespace(connection=None))
+
+        state = SimpleNamespace(
+            settings=SimpleNamespace(limits=QueryLimits()), keys=SimpleNamespace(
+                verify=lambda key: key == "k"), holder=Holder(),
+            queries=SimpleNamespace(answer=answer), sync=SimpleNamespace(status=lambda: "ok"))
+        return create_app(state).test_client()
+
+    def query(self, answer):
+        return self.client(answer).post("/query", data="users { id }",
+                                        headers={"Authorization": "Bearer k"})
+
+    def test_out_of_memory_is_a_503(self):
+        def answer(connection, text):
+            raise MemoryError()
+
+        response = self.query(answer)
+
+        assert (response.status_code, response.get_json(), response.headers["Retry-After"]) == (
+            503, {"error": "unavailable",
+                  "message": "the instance has no memory left for this answer right now; retry "
+                             "shortly, or ask for fewer rows"}, "5")
+
+    def test_sqlite_out_of_memory_is_a_503(self):
+        def answer(connection, text):
+            raise sqlite3.OperationalError("out of memory")
+
+        assert self.query(answer).status_code == 503
+
+    def test_anything_else_is_a_500_envelope(self):
+        def answer(connection, text):
+            raise RecursionError("maximum recursion depth exceeded")
+
+        response = self.query(answer)
+
+        assert response.status_code == 500
+        assert response.get_json()["error"] == "internal_error"
+        assert response.get_json()["message"].startswith("internal error; request id ")
+
+    def test_a_failing_error_handler_still_answers_an_envelope(self, monkeypatch):
+        from app.instance import server
+
+        def answer(connection, text):
+            raise RuntimeError("boom")
+
+        def broken(*args, **kwargs):
+            raise MemoryError()
+
+        client = self.client(answer)
+        monkeypatch.setattr(server, "_error", broken)
+
+        response = client.post("/query", data="users { id }",
+                               headers={"Authorization": "Bearer k"})
+
+        assert (response.status_code, response.get_json()) == (500, {
+            "error": "internal_error", "message": "internal error"})
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
