@@ -1,10 +1,11 @@
 """Settings of one instance process, read from the JSON file its starter writes.
 
 The file holds everything an instance needs except secrets: the source password
-comes from the environment variable `REFLEXDB_SOURCE_PASSWORD` and the admin
-token from `REFLEXDB_INSTANCE_ADMIN_TOKEN`, never from a file or argv.
+and the admin token reach the process through a pipe (app.contracts.instance_secrets),
+never through a file, argv or the environment.
 
-File format (camelCase, unknown fields rejected):
+File format (camelCase, unknown fields rejected; every field is described in
+docs/instance.md, the query limits in docs/query-language.md):
 
     {
       "databaseId": "5b0c…",                  # required
@@ -20,29 +21,42 @@ File format (camelCase, unknown fields rejected):
       "syncIntervalSeconds": 30,              # 1-3600
       "replicationPaused": false,
       "memoryLimitMb": 512,                   # the size's taskMemoryMb; null = no limit
-      "defaultLimit": 1000, "maxLimit": 10000,
+      "defaultLimit": 1000, "maxLimit": 10000,  # ... and the other query limits
       "host": "127.0.0.1", "port": 8080,
       "threads": 8,
       "logLevel": "info"                      # debug | info | warn | error
     }
+
+The file is read with a marshmallow schema, so a bad file is refused with one
+line per bad setting, naming the field and what it accepts.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
-SOURCE_PASSWORD_ENV = "REFLEXDB_SOURCE_PASSWORD"
-ADMIN_TOKEN_ENV = "REFLEXDB_INSTANCE_ADMIN_TOKEN"
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
-SYNC_MODES = ("poll", "binlog", "logical", "cdc")
+from app.contracts.backends import READABLE_BACKENDS as BACKENDS
+from app.contracts.backends import SYNC_MODES
+from app.contracts.query_limits import DEFAULT_LIMITS, LIMIT_SPECS, QueryLimits
+
 LOG_LEVELS = ("debug", "info", "warn", "error")
-BACKENDS = ("mysql", "postgres")
 
 
 class SettingsError(ValueError):
-    """The settings file is missing, unreadable or invalid."""
+    """The settings file is missing, unreadable or invalid; one line per problem."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +83,7 @@ class InstanceSettings:
     sync_interval_seconds: int = 30
     replication_paused: bool = False
     memory_limit_mb: int | None = 512
-    default_limit: int = 1000
-    max_limit: int = 10000
+    limits: QueryLimits = DEFAULT_LIMITS
     host: str = "127.0.0.1"
     port: int = 8080
     threads: int = 8
@@ -84,11 +97,7 @@ class InstanceSettings:
     # -- serialisation -----------------------------------------------------
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        source = data.pop("source")
-        out = {_camel(k): v for k, v in data.items()}
-        out["source"] = source
-        return out
+        return _SCHEMA.dump(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -102,20 +111,13 @@ class InstanceSettings:
 
     @classmethod
     def from_dict(cls, data: dict) -> "InstanceSettings":
+        """Validate the file's object; SettingsError lists every bad setting."""
         if not isinstance(data, dict):
             raise SettingsError("the settings file must hold a JSON object")
-        known = {_camel(f.name): f.name for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise SettingsError(f"unknown settings field(s): {', '.join(unknown)}")
-        kwargs = {known[k]: v for k, v in data.items()}
-        for required in ("databaseId", "artifactPath", "keysFile", "source"):
-            if data.get(required) in (None, ""):
-                raise SettingsError(f"settings field {required!r} is required")
-        kwargs["source"] = _source_from_dict(data["source"])
-        settings = cls(**kwargs)
-        settings.validate()
-        return settings
+        try:
+            return _SCHEMA.load(data)
+        except ValidationError as exc:
+            raise SettingsError("\n".join(_lines(exc.messages))) from None
 
     @classmethod
     def load(cls, path: str) -> "InstanceSettings":
@@ -129,63 +131,130 @@ class InstanceSettings:
             raise SettingsError(f"settings file {path} is not valid JSON: {exc}") from None
         return cls.from_dict(data)
 
-    def validate(self) -> None:
-        """Raise SettingsError when a value is out of range."""
-        _check(isinstance(self.database_id, str), "databaseId must be a string")
-        _check(self.sync_mode in SYNC_MODES, f"syncMode must be one of {', '.join(SYNC_MODES)}")
-        _check(_is_int(self.sync_interval_seconds) and 1 <= self.sync_interval_seconds <= 3600,
-               "syncIntervalSeconds must be an integer between 1 and 3600")
-        _check(isinstance(self.replication_paused, bool), "replicationPaused must be a boolean")
-        _check(self.memory_limit_mb is None
-               or (_is_int(self.memory_limit_mb) and 1 <= self.memory_limit_mb <= 1 << 20),
-               "memoryLimitMb must be null or an integer between 1 and 1048576")
-        _check(_is_int(self.default_limit) and 1 <= self.default_limit <= 1_000_000,
-               "defaultLimit must be an integer between 1 and 1000000")
-        _check(_is_int(self.max_limit) and self.default_limit <= self.max_limit <= 1_000_000,
-               "maxLimit must be an integer between defaultLimit and 1000000")
-        _check(isinstance(self.host, str) and self.host, "host must be a non-empty string")
-        _check(_is_int(self.port) and 0 <= self.port <= 65535, "port must be between 0 and 65535")
-        _check(_is_int(self.threads) and 1 <= self.threads <= 64,
-               "threads must be an integer between 1 and 64")
-        _check(self.log_level in LOG_LEVELS, f"logLevel must be one of {', '.join(LOG_LEVELS)}")
+
+# -- the schema ---------------------------------------------------------------
+
+class _StrictInteger(fields.Integer):
+    """An integer that is one in JSON too: not a float, a string or a boolean."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
-def _source_from_dict(data) -> SourceSettings:
-    if not isinstance(data, dict):
-        raise SettingsError("source must be an object")
-    if "password" in data:
-        raise SettingsError(
-            f"source.password must not be in the settings file; pass it in {SOURCE_PASSWORD_ENV}")
-    allowed = {f.name for f in fields(SourceSettings)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise SettingsError(f"unknown source field(s): {', '.join(unknown)}")
-    missing = sorted(k for k in ("backend", "host", "port", "user", "schema") if k not in data)
-    if missing:
-        raise SettingsError(f"source field(s) required: {', '.join(missing)}")
-    source = SourceSettings(**data)
-    _check(source.backend in BACKENDS, f"source.backend must be one of {', '.join(BACKENDS)}")
-    _check(_is_int(source.port) and 1 <= source.port <= 65535,
-           "source.port must be between 1 and 65535")
-    for name in ("host", "user", "schema"):
-        _check(isinstance(getattr(source, name), str) and getattr(source, name),
-               f"source.{name} must be a non-empty string")
-    return source
+class _StrictBoolean(fields.Boolean):
+    """true or false, nothing that merely looks like one."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
+def _accepting(accepts: str) -> dict:
+    return {"invalid": accepts, "null": accepts, "required": f"required: {accepts}",
+            "type": accepts}
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _integer(minimum: int, maximum: int, *, allow_none: bool = False, **options):
+    accepts = f"an integer from {minimum} to {maximum}" + (" or null" if allow_none else "")
+    return _StrictInteger(validate=validate.Range(minimum, maximum, error=accepts),
+                          allow_none=allow_none, error_messages=_accepting(accepts), **options)
 
 
-def _check(condition, message: str) -> None:
-    if not condition:
-        raise SettingsError(message)
+def _text(*, allow_none: bool = False, **options):
+    accepts = "a non-empty string" + (" or null" if allow_none else "")
+    return fields.String(validate=validate.Length(min=1, error=accepts), allow_none=allow_none,
+                         error_messages=_accepting(accepts), **options)
 
 
-__all__ = ["ADMIN_TOKEN_ENV", "SOURCE_PASSWORD_ENV", "InstanceSettings", "SettingsError",
-           "SourceSettings"]
+def _choice(choices: tuple[str, ...], **options):
+    accepts = f"one of {', '.join(choices)}"
+    return fields.String(validate=validate.OneOf(choices, error=accepts),
+                         error_messages=_accepting(accepts), **options)
+
+
+class _Strict(Schema):
+    error_messages = {"unknown": "unknown field", "type": "must be an object"}
+
+    class Meta:
+        unknown = RAISE
+
+
+class _SourceSchema(_Strict):
+    backend = _choice(BACKENDS, required=True)
+    host = _text(required=True)
+    port = _integer(1, 65535, required=True)
+    user = _text(required=True)
+    schema = _text(required=True)
+    database = _text(allow_none=True, load_default=None)
+
+    @pre_load
+    def refuse_password(self, data, **kwargs):
+        if isinstance(data, dict) and "password" in data:
+            raise ValidationError("must not be in the settings file; the starter passes it "
+                                  "through the secrets pipe (--secrets-fd)", "password")
+        return data
+
+    @post_load
+    def make_source(self, data, **kwargs) -> SourceSettings:
+        return SourceSettings(**data)
+
+
+class _SettingsFields(_Strict):
+    database_id = _text(data_key="databaseId", required=True)
+    artifact_path = _text(data_key="artifactPath", required=True)
+    keys_file = _text(data_key="keysFile", required=True)
+    source = fields.Nested(_SourceSchema, required=True, error_messages=_accepting(
+        "an object with backend, host, port, user, schema and database"))
+    sync_mode = _choice(SYNC_MODES, data_key="syncMode", load_default="poll")
+    sync_interval_seconds = _integer(1, 3600, data_key="syncIntervalSeconds", load_default=30)
+    replication_paused = _StrictBoolean(data_key="replicationPaused", load_default=False,
+                                        error_messages=_accepting("true or false"))
+    memory_limit_mb = _integer(1, 1 << 20, allow_none=True, data_key="memoryLimitMb",
+                               load_default=512)
+    host = _text(load_default="127.0.0.1")
+    port = _integer(0, 65535, load_default=8080)
+    threads = _integer(1, 64, load_default=8)
+    log_level = _choice(LOG_LEVELS, data_key="logLevel", load_default="info")
+
+    @validates_schema
+    def default_within_max(self, data, **kwargs):
+        limits = data.get("limits", {})
+        default, maximum = limits.get("default_limit"), limits.get("max_limit")
+        if default is not None and maximum is not None and default > maximum:
+            raise ValidationError(f"at most maxLimit ({maximum})", "defaultLimit")
+
+    @post_load
+    def make_settings(self, data, **kwargs) -> InstanceSettings:
+        data["limits"] = QueryLimits(**data.get("limits", {}))
+        return InstanceSettings(**data)
+
+
+# The query limits sit flat in the file, next to the other settings, and load
+# into `InstanceSettings.limits` (a dotted attribute is a nested key).
+_InstanceSettingsSchema = type("_InstanceSettingsSchema", (_SettingsFields,), {
+    name: _integer(spec.minimum, spec.maximum, data_key=spec.name, attribute=f"limits.{name}",
+                   load_default=getattr(DEFAULT_LIMITS, name))
+    for name, spec in LIMIT_SPECS.items()})
+_SCHEMA = _InstanceSettingsSchema()
+
+
+def _lines(messages, prefix: str = "") -> list[str]:
+    """marshmallow's nested messages as `field.path: what it accepts` lines."""
+    lines = []
+    for key, value in sorted(messages.items(), key=lambda item: str(item[0])):
+        if key == "_schema":  # the object itself, not one of its fields
+            path = prefix or "settings"
+        else:
+            path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            lines.extend(_lines(value, path))
+        else:
+            lines.append(f"{path}: {'; '.join(map(str, value))}")
+    return lines
+
+
+__all__ = ["BACKENDS", "LOG_LEVELS", "SYNC_MODES",
+           "InstanceSettings", "SettingsError", "SourceSettings"]

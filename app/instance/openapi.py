@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from app.contracts.artifact import Column, SchemaArtifact
+from app.contracts.query_limits import DEFAULT_LIMITS, LIMIT_SPECS, QueryLimits
 
 _JSON_TYPES = {
     "integer": {"type": "integer", "format": "int64"},
@@ -19,14 +20,19 @@ _JSON_TYPES = {
     "json": {},   # any JSON value
 }
 
-_ERROR_CODES = {
-    "400": ("invalid_query", "The query is malformed (with line and column) or names an "
-                             "unknown table or field."),
-    "401": ("unauthorized", "Missing, malformed, unknown, expired or revoked query key."),
-    "413": ("payload_too_large", "The query text is over 64 KiB."),
-    "415": ("unsupported_media_type", "The body is not text/plain."),
-    "500": ("internal_error", "Unexpected error; the message carries a request id."),
-    "503": ("snapshot_loading", "No snapshot is loaded yet; retry after Retry-After seconds."),
+# Each error status, its codes and when it is answered.
+_ERRORS = {
+    "400": "`invalid_query`: the query is malformed (with line and column) or names an unknown "
+           "table or field. `limit_exceeded`: the query asks for more than one of the limits "
+           "listed in the operation's description allows; the message names the limit and its "
+           "value, and nothing of the answer is sent.",
+    "401": "`unauthorized`: missing, malformed, unknown, expired or revoked query key.",
+    "413": "`payload_too_large`: the query text is over `maxQueryBytes`.",
+    "415": "`unsupported_media_type`: the body is not text/plain.",
+    "500": "`internal_error`: unexpected error; the message carries a request id.",
+    "503": "`snapshot_loading` (or `cap_exceeded`): no snapshot is served yet. `unavailable`: "
+           "the instance has no memory left for this answer right now. Retry after "
+           "`Retry-After` seconds.",
 }
 
 
@@ -36,8 +42,8 @@ def component_name(alias: str) -> str:
 
 
 def build_openapi(artifact: SchemaArtifact, *, database_id: str, server_url: str | None = None,
-                  default_limit: int = 1000) -> dict:
-    """The instance's OpenAPI document for `artifact`."""
+                  limits: QueryLimits = DEFAULT_LIMITS) -> dict:
+    """The instance's OpenAPI document for `artifact`, with the limits it runs with."""
     schemas = {component_name(t.alias): _table_schema(artifact, t) for t in artifact.tables}
     schemas["Error"] = {
         "type": "object",
@@ -61,9 +67,9 @@ def build_openapi(artifact: SchemaArtifact, *, database_id: str, server_url: str
             }}},
         },
     }
-    for status, (code, description) in _ERROR_CODES.items():
+    for status, description in _ERRORS.items():
         responses[status] = {
-            "description": f"`{code}`: {description}",
+            "description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
     document = {
@@ -82,14 +88,19 @@ def build_openapi(artifact: SchemaArtifact, *, database_id: str, server_url: str
                     "description": "The body is a query in the ReflexDB query language, e.g. "
                                    "`posts { id author { name } comments(approved = true) "
                                    f"{{ body }} }}`. A root selection returns at most "
-                                   f"{default_limit} rows unless it says LIMIT.",
+                                   f"{limits.default_limit} rows unless it says LIMIT.\n\n"
+                                   + _limits_text(limits),
                     "security": [{"queryKey": []}],
                     "requestBody": {
                         "required": True,
-                        "content": {"text/plain": {"schema": {"type": "string",
-                                                              "maxLength": 65536}}},
+                        "description": f"At most {limits.max_query_bytes} bytes of UTF-8 "
+                                       "(`maxQueryBytes`).",
+                        "content": {"text/plain": {"schema": {
+                            "type": "string", "maxLength": limits.max_query_bytes}}},
                     },
                     "responses": responses,
+                    "x-query-limits": {spec.name: getattr(limits, name)
+                                       for name, spec in LIMIT_SPECS.items()},
                 },
             },
         },
@@ -106,6 +117,16 @@ def build_openapi(artifact: SchemaArtifact, *, database_id: str, server_url: str
     if server_url:
         document["servers"] = [{"url": server_url}]
     return document
+
+
+def _limits_text(limits: QueryLimits) -> str:
+    """The limits as a Markdown list, with the values this instance runs with."""
+    lines = ["Limits (also in `x-query-limits`). Past `maxQueryBytes` the answer is 413 "
+             "`payload_too_large`; past any other, 400 `limit_exceeded` naming the limit and "
+             "its value. A query over a limit is refused whole, never answered in part.", ""]
+    for name, spec in LIMIT_SPECS.items():
+        lines.append(f"- `{spec.name}` = {getattr(limits, name)}: {spec.description}")
+    return "\n".join(lines)
 
 
 def _table_schema(artifact: SchemaArtifact, table) -> dict:

@@ -2,29 +2,46 @@
 
 One process, many threads: the snapshot lives in this process, so it is served
 by gunicorn's gthread worker (1 worker, N threads). Every error is the
-`{error, message}` envelope with Content-Type application/json.
+`{error, message}` envelope with Content-Type application/json, whatever
+happens while a request is served: nothing a request does may end the process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import resource
+import sqlite3
 import uuid
 
 import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from app.contracts.query_limits import QueryLimits
+from app.instance.memory import current_usage
 from app.instance.openapi import build_openapi
 from app.instance.snapshot import NoSnapshot
 from app.instance.state import InstanceState
-from app.query import QueryError
+from app.query import Answer, QueryError, QueryLimitError, answer_too_large
 
 log = logging.getLogger(__name__)
 
-MAX_QUERY_BYTES = 64 * 1024
 TEXT_TYPES = ("", "text/plain", "application/x-www-form-urlencoded")
 RETRY_AFTER_SECONDS = 5
+MIB = 1024 * 1024
+
+# orjson aborts the process when an allocation fails (measured: SIGSEGV under
+# RLIMIT_DATA) where the json module raises MemoryError. It may only encode
+# when the memory left covers the worst case: escapes (up to 6 bytes per
+# character counted) and its buffer growing by doubling, plus a margin for
+# the other request threads.
+_ESCAPE_FACTOR = 6
+_BUFFER_FACTOR = 2
+_ENCODE_MARGIN = 32 * MIB
+
+# Pre-encoded, so it can be sent when nothing else can be built.
+_LAST_RESORT_BODY = b'{"error":"internal_error","message":"internal error"}'
 
 
 class ApiError(Exception):
@@ -40,9 +57,10 @@ class ApiError(Exception):
 
 def create_app(state: InstanceState) -> Flask:
     """The Flask app serving `state`."""
+    limits = state.settings.limits
     app = Flask("app.instance")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_QUERY_BYTES
     app.extensions["reflexdb_instance"] = state
+    app.wsgi_app = _last_resort(app.wsgi_app)
 
     @app.before_request
     def assign_request_id():
@@ -51,15 +69,19 @@ def create_app(state: InstanceState) -> Flask:
     @app.post("/query")
     def run_query():
         _require_query_key(state)
-        text = _query_text()
+        text = _query_text(limits)
         try:
             with state.holder.reading() as snapshot:
-                rows = _execute(state, snapshot.connection, text)
+                answer = state.queries.answer(snapshot.connection, text)
         except NoSnapshot:
             code = "cap_exceeded" if state.sync.status() == "cap_exceeded" else "snapshot_loading"
             raise ApiError(503, code, _loading_message(state),
                            {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
-        return _json(rows, 200)
+        except QueryLimitError as exc:
+            raise limit_error(exc) from None
+        except QueryError as exc:
+            raise ApiError(400, "invalid_query", str(exc)) from None
+        return _answer(answer, limits)
 
     @app.get("/health")
     def get_health():
@@ -70,7 +92,7 @@ def create_app(state: InstanceState) -> Flask:
         _require_query_key(state)
         return _json(build_openapi(state.artifact, database_id=state.settings.database_id,
                                    server_url=request.host_url.rstrip("/"),
-                                   default_limit=state.settings.default_limit), 200)
+                                   limits=limits), 200)
 
     @app.post("/admin/reload")
     def reload_snapshot():
@@ -104,6 +126,18 @@ def create_app(state: InstanceState) -> Flask:
             headers["Allow"] = ", ".join(exc.valid_methods)
         return _error(exc.code or 500, code, message, headers)
 
+    @app.errorhandler(MemoryError)
+    def out_of_memory(exc: MemoryError):
+        return api_error(_out_of_memory())
+
+    @app.errorhandler(sqlite3.Error)
+    def sqlite_error(exc: sqlite3.Error):
+        # SQLite's heap limit (app/instance/memory.py) fails a statement with
+        # "out of memory"; anything else is a defect, logged with its traceback.
+        if _is_out_of_memory(exc):
+            return api_error(_out_of_memory())
+        return unexpected_error(exc)
+
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
         log.exception("request %s failed", g.get("request_id"))
@@ -122,30 +156,47 @@ _HTTP_ERRORS = {
     404: ("not_found", "no such endpoint; the instance serves POST /query, GET /health and "
                        "GET /openapi.json"),
     405: ("method_not_allowed", ""),
-    413: ("payload_too_large", f"the query is over {MAX_QUERY_BYTES // 1024} KiB"),
 }
 
 
-def _execute(state: InstanceState, connection, text: str):
-    """Run `text` on a snapshot connection, with its compiled plan cached."""
-    try:
-        return state.queries.execute(connection, text)
-    except QueryError as exc:
-        raise ApiError(400, "invalid_query", str(exc)) from None
+def limit_error(exc: QueryLimitError) -> ApiError:
+    """A query over one of the instance's limits: 400 `limit_exceeded` (413 for the text size)."""
+    if exc.limit == "maxQueryBytes":
+        return ApiError(413, "payload_too_large", str(exc))
+    return ApiError(400, "limit_exceeded", str(exc))
 
 
-def _query_text() -> str:
+def _too_long(limits: QueryLimits) -> QueryLimitError:
+    return QueryLimitError(f"the query is over {limits.max_query_bytes} bytes",
+                           limit="max_query_bytes", value=limits.max_query_bytes)
+
+
+def _out_of_memory() -> ApiError:
+    return ApiError(503, "unavailable", "the instance has no memory left for this answer right "
+                    "now; retry shortly, or ask for fewer rows",
+                    {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def _is_out_of_memory(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", None) == 7  # SQLITE_NOMEM
+            or "out of memory" in str(exc).lower())
+
+
+def _query_text(limits: QueryLimits) -> str:
     length = request.content_length
-    if length is not None and length > MAX_QUERY_BYTES:
-        raise ApiError(413, "payload_too_large",
-                       f"the query is over {MAX_QUERY_BYTES // 1024} KiB")
+    if length is not None and length > limits.max_query_bytes:
+        raise limit_error(_too_long(limits))
     mimetype = request.mimetype
     # The query is text whatever the client calls it: nothing, or curl's default
     # for -d/--data-binary (form, which curl does not encode), is taken as text.
     if mimetype not in TEXT_TYPES:
         raise ApiError(415, "unsupported_media_type",
                        f"the query body must be text/plain, not {mimetype}")
-    raw = request.get_data(cache=False)
+    # Read here rather than by Werkzeug, whose size limit cuts a chunked body
+    # short without a word. The server's input ends with the body, chunked or not.
+    raw = request.environ["wsgi.input"].read(limits.max_query_bytes + 1)
+    if len(raw) > limits.max_query_bytes:
+        raise limit_error(_too_long(limits))
     try:
         text = raw.decode(request.mimetype_params.get("charset", "utf-8"))
     except (UnicodeDecodeError, LookupError):
@@ -153,6 +204,27 @@ def _query_text() -> str:
     if not text.strip():
         raise ApiError(400, "invalid_query", "the query is empty; send e.g. `users { id }`")
     return text
+
+
+def _answer(answer: Answer, limits: QueryLimits) -> Response:
+    """The answer encoded, never larger than max_answer_bytes, never at the cost of the process."""
+    if _orjson_is_safe(answer.estimated_bytes):
+        body = _encode(answer.objects)
+    else:  # json raises MemoryError where orjson would end the process
+        body = json.dumps(answer.objects, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(body) > limits.max_answer_bytes:
+        raise limit_error(answer_too_large(limits))
+    return Response(body, status=200, content_type="application/json; charset=utf-8")
+
+
+def _orjson_is_safe(estimated_bytes: int) -> bool:
+    """True when the memory left could hold orjson's worst case for an answer this size."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if soft == resource.RLIM_INFINITY:
+        return True
+    need = estimated_bytes * _ESCAPE_FACTOR * _BUFFER_FACTOR + _ENCODE_MARGIN
+    in_use = current_usage().get("VmData", 0) * 1024
+    return soft - in_use >= need
 
 
 def _bearer() -> str | None:
@@ -185,14 +257,22 @@ def _loading_message(state: InstanceState) -> str:
     return "the snapshot is still loading; retry shortly"
 
 
-def _json(body, status: int, headers: dict | None = None) -> Response:
+def _encode(body) -> bytes:
     try:
         # orjson: several times faster than json on large answers (docs/benchmarks.md).
-        text = orjson.dumps(body)
+        return orjson.dumps(body)
     except orjson.JSONEncodeError:
-        # Integers beyond 64 bits, which orjson refuses; json writes them exactly.
+        # Integers beyond 64 bits, which orjson refuses: json writes them exactly.
         text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return Response(text, status=status, headers=headers,
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # Lone surrogates (not UTF-8): written as \u escapes, which JSON allows.
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _json(body, status: int, headers: dict | None = None) -> Response:
+    return Response(_encode(body), status=status, headers=headers,
                     content_type="application/json; charset=utf-8")
 
 
@@ -200,4 +280,22 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
     return _json({"error": code, "message": message}, status, headers)
 
 
-__all__ = ["ApiError", "MAX_QUERY_BYTES", "create_app"]
+def _last_resort(wsgi_app):
+    """Answer a fixed 500 envelope when even the error handlers fail (e.g. out of memory)."""
+    def app(environ, start_response):
+        try:
+            return wsgi_app(environ, start_response)
+        except Exception:
+            try:
+                log.exception("request failed and so did its error handler")
+            except Exception:  # noqa: S110 - nothing left to report it with
+                pass
+            # Flask starts the response only once it is built, so nothing was sent yet.
+            start_response("500 INTERNAL SERVER ERROR",
+                           [("Content-Type", "application/json; charset=utf-8"),
+                            ("Content-Length", str(len(_LAST_RESORT_BODY)))])
+            return [_LAST_RESORT_BODY]
+    return app
+
+
+__all__ = ["ApiError", "create_app", "limit_error"]

@@ -6,7 +6,9 @@ describes: every artifact table is created, filled from the source in batches
 both ends of every relation, analysed and switched to read-only. After that it
 never changes: a refresh builds a new one and the `SnapshotHolder` swaps it in.
 
-Readers share one connection (sqlite3 threadsafety 3, serialized). A pool of
+Readers share one connection (sqlite3 threadsafety 3, serialized), a
+`SharedConnection` that runs the executor's statements one at a time and
+interrupts them at their query's time budget. A pool of
 connections to private `deserialize`d copies was measured against it under
 concurrent readers and was not faster on this workload (the per-query Python
 work holds the GIL), while it multiplies memory by the pool size; see
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 
 from app.contracts.artifact import SchemaArtifact, Table
 from app.instance.memory import release_free_memory
-from app.query import compile_filter, parse_filter
+from app.query import SharedConnection, compile_filter, parse_filter
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,8 @@ class Snapshot:
         """
         started = time.monotonic()
         connection = sqlite3.connect(":memory:", check_same_thread=False,
-                                     isolation_level=None, cached_statements=256)
+                                     isolation_level=None, cached_statements=256,
+                                     factory=SharedConnection)
         try:
             connection.execute("PRAGMA journal_mode = OFF")
             connection.execute("PRAGMA synchronous = OFF")
@@ -137,6 +140,8 @@ class Snapshot:
             guard.check()
             # From here on the snapshot is immutable: stray writes fail.
             connection.execute("PRAGMA query_only = ON")
+            # Queries are interrupted at their time budget (not the load).
+            connection.enforce_time_budget()
             size = guard.size()
         except MemoryError:
             _discard(connection)

@@ -31,8 +31,7 @@ class InstanceState:
         self.sync = SyncController(artifact, settings, source_password, self.holder,
                                    self.budget, open_source=open_source)
         # Plans are cached by query text (LRU): the artifact never changes in one process.
-        self.queries = QueryEngine(artifact, default_limit=settings.default_limit,
-                                   max_limit=settings.max_limit, cache_size=PLAN_CACHE_SIZE)
+        self.queries = QueryEngine(artifact, limits=settings.limits, cache_size=PLAN_CACHE_SIZE)
         self._admin_token = admin_token or None
 
     @classmethod

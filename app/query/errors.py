@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from app.contracts.query_limits import LIMIT_SPECS
+
+from .nodes import Location
+
 # How many available names an UnknownNameError lists before it says "...".
 _MAX_LISTED_NAMES = 40
 
@@ -14,11 +18,14 @@ class QueryError(Exception):
     `position` (0-based offset in the query text), `line` and `column` (both
     1-based) point at the offending part when it is known, and the message
     then starts with `line L, column C: `. `reason` is the message without
-    that prefix.
+    that prefix. A `Location` can be given as `at` instead of the three.
     """
 
-    def __init__(self, reason: str, *, position: int | None = None,
-                 line: int | None = None, column: int | None = None):
+    def __init__(self, reason: str, *, at: Location | None = None,
+                 position: int | None = None, line: int | None = None,
+                 column: int | None = None):
+        if at is not None:
+            position, line, column = at.position, at.line, at.column
         self.reason = reason
         self.position = position
         self.line = line
@@ -38,6 +45,21 @@ class QuerySyntaxError(QueryError):
         super().__init__(reason, position=position, line=line, column=column)
 
 
+class QueryLimitError(QueryError):
+    """The query asks for more than one of the instance's limits allows.
+
+    `limit` is the limit's name as in the settings file (camelCase, e.g.
+    "maxSelectionDepth") and `value` its value; the message names both.
+    """
+
+    def __init__(self, reason: str, *, limit: str, value: int, at: Location | None = None,
+                 hint: str | None = None):
+        self.limit = LIMIT_SPECS[limit].name
+        self.value = value
+        reason = f"{reason} (limit {self.limit} = {value})"
+        super().__init__(f"{reason}; {hint}" if hint else reason, at=at)
+
+
 class UnknownNameError(QueryError):
     """A table, field or relation that does not exist (or is not exposed).
 
@@ -48,8 +70,7 @@ class UnknownNameError(QueryError):
     """
 
     def __init__(self, kind: str, name: str, *, table: str | None,
-                 available: Iterable[str], position: int | None = None,
-                 line: int | None = None, column: int | None = None):
+                 available: Iterable[str], at: Location | None = None):
         self.kind = kind
         self.name = name
         self.table = table
@@ -61,7 +82,7 @@ class UnknownNameError(QueryError):
             if len(self.available) > _MAX_LISTED_NAMES:
                 listed += ", ..."
             reason += f" (available: {listed})"
-        super().__init__(reason, position=position, line=line, column=column)
+        super().__init__(reason, at=at)
 
 
-__all__ = ["QueryError", "QuerySyntaxError", "UnknownNameError"]
+__all__ = ["QueryError", "QueryLimitError", "QuerySyntaxError", "UnknownNameError"]

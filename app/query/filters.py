@@ -81,12 +81,25 @@ class FilterCompiler:
     def _expression(self, node: Expression, params: list) -> str:
         if isinstance(node, (And, Or)):
             joiner = " AND " if isinstance(node, And) else " OR "
-            return "(" + joiner.join(self._expression(op, params) for op in node.operands) + ")"
+            operands = node.operands
+            if self.dialect == "sqlite":
+                # The most nested operand first: SQLite's parser (a stack of
+                # about 100 entries) descends into a first operand holding one
+                # entry, into a later one holding three. The order changes no
+                # result; parameters follow it.
+                operands = sorted(operands, key=_nesting, reverse=True)
+            return group_operands([self._expression(op, params) for op in operands], joiner)
+        if isinstance(node, Not) and isinstance(node.operand, Not):
+            return self._expression(node.operand.operand, params)  # NOT NOT x is x, NULL too
         if isinstance(node, Not):
             operand = self._expression(node.operand, params)
-            # Parenthesised whatever the operand, since NOT's precedence
-            # against BETWEEN/IN/LIKE differs between engines and modes.
-            return f"(NOT ({operand}))"
+            # A predicate is parenthesised, since NOT's precedence against
+            # BETWEEN/IN/LIKE differs between engines and modes; groups and
+            # NOTs already are (one pair per level keeps SQLite's parser stack,
+            # about 100 deep, out of reach of the nesting limit).
+            if not isinstance(node.operand, (And, Or, Not)):
+                operand = f"({operand})"
+            return f"(NOT {operand})"
         column_sql, column, wrap = self.resolve(node.path)
         return wrap(self._predicate(node, column_sql, column, params))
 
@@ -147,12 +160,12 @@ class TableFilterCompiler(FilterCompiler):
     def resolve(self, path: Path) -> Resolved:
         if len(path.names) > 1:
             raise QueryError(f"'{path.dotted}': a load-time filter can only use this table's "
-                             "own columns, not relation paths", **_where(path))
+                             "own columns, not relation paths", at=path.at)
         column = column_by_field_or_name(self.table, path.names[0].text)
         if column is None:
             raise UnknownNameError("field", path.names[0].text, table=self.table.alias,
                                    available=[c.field for c in self.table.columns],
-                                   **_where(path))
+                                   at=path.at)
         return self.quote(column.name), column, _identity
 
 
@@ -184,10 +197,31 @@ def _identity(sql: str) -> str:
     return sql
 
 
-def _where(path: Path) -> dict:
-    at = path.at
-    return {"position": at.position, "line": at.line, "column": at.column}
+def _nesting(node: Expression) -> int:
+    """How deeply `node` nests And/Or/Not (bounded by the parser's max_filter_depth)."""
+    if isinstance(node, (And, Or)):
+        return 1 + max(_nesting(operand) for operand in node.operands)
+    if isinstance(node, Not):
+        return 1 + _nesting(node.operand)
+    return 0
+
+
+# Operands joined flat per group. SQLite parses `a OR b OR c ...` into a tree
+# as deep as the chain and refuses depth 1,000 ("Expression tree is too
+# large"): longer chains are grouped, so depth grows with the logarithm. The
+# first operand stays outside the groups, so the parser reaches it (the most
+# nested one) without going through extra parentheses.
+_GROUP_SIZE = 16
+
+
+def group_operands(parts: list[str], joiner: str) -> str:
+    """`(p1 <joiner> p2 ...)`, the operands after the first nested in groups of _GROUP_SIZE."""
+    first, rest = parts[0], parts[1:]
+    while len(rest) >= _GROUP_SIZE:
+        rest = ["(" + joiner.join(rest[i:i + _GROUP_SIZE]) + ")"
+                for i in range(0, len(rest), _GROUP_SIZE)]
+    return "(" + joiner.join([first, *rest]) + ")"
 
 
 __all__ = ["DIALECTS", "FilterCompiler", "TableFilterCompiler", "compile_filter",
-           "column_by_field_or_name", "like_to_glob", "quote_identifier"]
+           "column_by_field_or_name", "group_operands", "like_to_glob", "quote_identifier"]

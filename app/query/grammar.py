@@ -17,9 +17,9 @@ query: selection
 filter_only: or_expr
 
 // -- selections ------------------------------------------------------------
-selection: NAME filter? _LBRACE body _RBRACE
+selection: NAME [filter] _LBRACE body _RBRACE
 filter: _LPAR or_expr _RPAR
-body: entry+ order_by? limit? offset?
+body: entry+ [order_by] [limit] [offset]
 ?entry: selection
       | NAME                      -> field
       | STAR

@@ -1,18 +1,29 @@
-"""Text -> parsed query (`nodes`), with syntax errors that say where and what."""
+"""Text -> parsed query (`nodes`), with syntax errors that say where and what.
+
+Every structural limit (`QueryLimits`: text size, selection and filter depth,
+filter terms, path length, LIMIT/OFFSET) is checked here, before anything is
+built that could grow with the text: nesting is measured without recursion,
+so the recursive steps after it (the transformer, the planner, the SQL
+compiler) only ever see bounded depths.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 
-from lark import Token, Tree
+from lark import Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
     UnexpectedInput,
     UnexpectedToken,
+    VisitError,
 )
 
-from .errors import QueryError, QuerySyntaxError
+from app.contracts.query_limits import DEFAULT_LIMITS, QueryLimits
+
+from .errors import QueryError, QueryLimitError, QuerySyntaxError
 from .grammar import lark_parser
 from .nodes import (
     And,
@@ -38,11 +49,18 @@ from .nodes import (
 # Bounds that keep every number bindable as an SQLite/MySQL/PostgreSQL bigint.
 _MAX_INTEGER = 2**63 - 1
 _MIN_INTEGER = -(2**63)
-# Longest query text accepted; a bound like every other input of the service.
-MAX_QUERY_LENGTH = 100_000
+_MAX_INTEGER_DIGITS = len(str(_MAX_INTEGER))
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r",
             "b": "\b", "f": "\f"}
+
+# Brackets outside strings and quoted names (the same patterns as the grammar's
+# STRING and NAME), for the nesting pre-scan.
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|`(?:[^`]|``)+`|([{}()])', re.S)
+
+# Rules that open a filter nesting level: a parenthesised group (the filter's
+# own parentheses included) and NOT.
+_NESTING_RULES = frozenset({"disjunction", "negation"})
 
 # How each terminal is named in "expected ..." messages, in the order listed.
 # NAME is described by context; NULL_VALUE is left out on purpose (a bare
@@ -60,16 +78,14 @@ _EXPECTED_WORDING = (
 )
 
 
-def parse(text: str) -> Query:
-    """Parse a whole query (`table(filter) { ... }`)."""
-    tree = _parse_tree(text, "query")
-    return Query(root=_selection(tree.children[0]))
+def parse(text: str, limits: QueryLimits = DEFAULT_LIMITS) -> Query:
+    """Parse a whole query (`table(filter) { ... }`) within `limits`."""
+    return _transform(_parse_tree(text, "query", limits), limits)
 
 
-def parse_filter(text: str) -> Expression:
+def parse_filter(text: str, limits: QueryLimits = DEFAULT_LIMITS) -> Expression:
     """Parse a bare filter expression, as written between a selection's parentheses."""
-    tree = _parse_tree(text, "filter_only")
-    return _expression(tree.children[0])
+    return _transform(_parse_tree(text, "filter_only", limits), limits)
 
 
 def line_column(text: str, position: int) -> tuple[int, int]:
@@ -79,110 +95,242 @@ def line_column(text: str, position: int) -> tuple[int, int]:
     return line, column
 
 
-# -- lark -> nodes ----------------------------------------------------------
+# -- text -> lark tree, within the limits -------------------------------------
 
-def _parse_tree(text: str, start: str) -> Tree:
+def _parse_tree(text: str, start: str, limits: QueryLimits) -> Tree:
     if not isinstance(text, str):
         raise QueryError("the query must be text")
-    if len(text) > MAX_QUERY_LENGTH:
-        raise QueryError(f"the query is longer than {MAX_QUERY_LENGTH} characters")
+    _check_size(text, limits)
     if not text.strip():
         raise QuerySyntaxError("the query is empty", position=0, line=1, column=1)
+    _check_brackets(text, limits)
     try:
-        return lark_parser().parse(text, start=start)
+        tree = lark_parser().parse(text, start=start)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
+    _check_filter_depth(tree, limits)
+    return tree
+
+
+def _check_size(text: str, limits: QueryLimits) -> None:
+    maximum = limits.max_query_bytes
+    # A UTF-8 character takes 1 to 4 bytes: encode only when it could matter.
+    if len(text) * 4 <= maximum:
+        return
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if size > maximum:
+        raise QueryLimitError(f"the query is {size} bytes long", limit="max_query_bytes",
+                              value=maximum)
+
+
+def _check_brackets(text: str, limits: QueryLimits) -> None:
+    """Refuse deep nesting from the brackets alone, before the parser builds anything.
+
+    Braces are exactly the selection nesting. Parentheses are a lower bound
+    of the filter nesting (an IN list adds one pair), so more than
+    max_filter_depth + 1 of them is over the limit for sure; NOTs are counted
+    on the tree.
+    """
+    max_braces, max_parens = limits.max_selection_depth, limits.max_filter_depth + 1
+    braces = parens = 0
+    for match in _BRACKETS.finditer(text):
+        bracket = match.group(1)
+        if bracket == "{":
+            braces += 1
+            if braces > max_braces:
+                raise QueryLimitError(f"selections nest more than {max_braces} deep",
+                                      limit="max_selection_depth", value=max_braces,
+                                      at=_location_of(text, match.start()))
+        elif bracket == "}":
+            braces -= 1
+        elif bracket == "(":
+            parens += 1
+            if parens > max_parens:
+                raise _filter_too_deep(limits, _location_of(text, match.start()))
+        elif bracket == ")":
+            parens -= 1
+
+
+def _check_filter_depth(tree: Tree, limits: QueryLimits) -> None:
+    """Measure every filter's nesting (parentheses and NOT) without recursion."""
+    maximum = limits.max_filter_depth
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING_RULES:
+            depth += 1
+            if depth > maximum:
+                raise _filter_too_deep(limits, _first_location(node))
+        # Reversed, so nodes are visited (and the first offender found) in text order.
+        stack.extend((child, depth) for child in reversed(node.children)
+                     if isinstance(child, Tree))
+
+
+def _filter_too_deep(limits: QueryLimits, at: Location | None) -> QueryLimitError:
+    maximum = limits.max_filter_depth
+    return QueryLimitError(f"the filter nests more than {maximum} deep (parentheses and NOT)",
+                           limit="max_filter_depth", value=maximum, at=at)
+
+
+def _first_location(node: Tree) -> Location | None:
+    while isinstance(node, Tree):
+        node = next((child for child in node.children if child is not None), None)
+    return _location(node) if isinstance(node, Token) else None
+
+
+# -- lark tree -> nodes -------------------------------------------------------
+
+def _transform(tree: Tree, limits: QueryLimits):
+    try:
+        return _ToNodes(limits).transform(tree)
+    except VisitError as exc:
+        raise exc.orig_exc from None
+
+
+@v_args(inline=True)
+class _ToNodes(Transformer):
+    """Builds `nodes` from the lark tree, each rule's children named by position once."""
+
+    def __init__(self, limits: QueryLimits):
+        super().__init__()
+        self.limits = limits
+        self.terms = 0
+
+    # -- selections --------------------------------------------------------
+
+    def query(self, root: Selection) -> Query:
+        return Query(root=root)
+
+    def filter_only(self, expression: Expression) -> Expression:
+        return expression
+
+    def selection(self, name: Name, filter_expression: Expression | None, body: dict):
+        return Selection(name=name, filter=filter_expression, **body)
+
+    def filter(self, expression: Expression) -> Expression:
+        return expression
+
+    def body(self, *children) -> dict:
+        *entries, order_by, limit, offset = children
+        limit, limit_at = limit or (None, None)
+        offset, offset_at = offset or (None, None)
+        return {"entries": tuple(entries), "order_by": order_by or (), "limit": limit,
+                "limit_at": limit_at, "offset": offset, "offset_at": offset_at}
+
+    def field(self, name: Name) -> FieldEntry:
+        return FieldEntry(name=name)
+
+    def order_by(self, _keyword: Token, *keys: OrderKey) -> tuple[OrderKey, ...]:
+        return keys
+
+    def order_key(self, name: Name, direction: Token | None, nulls: Token | None,
+                  first_or_last: Token | None) -> OrderKey:
+        return OrderKey(name=name, descending=direction is not None and direction.type == "DESC",
+                        nulls=None if nulls is None else first_or_last.type.lower())
+
+    def limit(self, keyword: Token, number: Token) -> tuple[int, Location]:
+        return self._count(keyword, number, "max_limit", self.limits.max_limit)
+
+    def offset(self, keyword: Token, number: Token) -> tuple[int, Location]:
+        return self._count(keyword, number, "max_offset", self.limits.max_offset)
+
+    def _count(self, keyword: Token, number: Token, limit: str,
+               maximum: int) -> tuple[int, Location]:
+        text, word, at = str(number), keyword.upper(), _location(keyword)
+        if not text.isdecimal():
+            raise QueryError(f"{word} needs a whole number from 0 to {maximum}, not {text}",
+                             at=_location(number))
+        if len(text.lstrip("0")) > _MAX_INTEGER_DIGITS or int(text) > maximum:
+            raise QueryLimitError(f"{word} {_shorten(text)} is more than {maximum}",
+                                  limit=limit, value=maximum, at=at)
+        return int(text), at
+
+    # -- tokens ------------------------------------------------------------
+
+    def NAME(self, token: Token) -> Name:
+        text = str(token)
+        if text.startswith("`"):
+            text = text[1:-1].replace("``", "`")
+        return Name(text=text, at=_location(token))
+
+    def STAR(self, token: Token) -> Wildcard:
+        return Wildcard(at=_location(token), with_relations=False)
+
+    def ELLIPSIS(self, token: Token) -> Wildcard:
+        return Wildcard(at=_location(token), with_relations=True)
+
+    # -- filters -----------------------------------------------------------
+
+    def disjunction(self, *operands: Expression) -> Expression:
+        return operands[0] if len(operands) == 1 else Or(operands)
+
+    def conjunction(self, *operands: Expression) -> Expression:
+        return operands[0] if len(operands) == 1 else And(operands)
+
+    def negation(self, _not: Token, operand: Expression) -> Not:
+        return Not(operand)
+
+    def path(self, *names: Name) -> Path:
+        path = Path(names=names)
+        maximum = self.limits.max_path_relations
+        if len(names) - 1 > maximum:
+            raise QueryLimitError(f"the path '{_shorten(path.dotted)}' follows "
+                                  f"{len(names) - 1} relations", limit="max_path_relations",
+                                  value=maximum, at=path.at)
+        return path
+
+    def comparison(self, path: Path, operator: Token, value: Token) -> Comparison:
+        self._count_terms(path, 1)
+        return Comparison(path=path, operator="!=" if operator == "<>" else str(operator),
+                          value=_literal(value))
+
+    def like(self, path: Path, negated: Token | None, operator: Token, pattern: Token) -> Like:
+        self._count_terms(path, 1)
+        literal = _literal(pattern)
+        if not isinstance(literal.value, str):
+            raise QueryError(f"{operator.upper()} needs a string pattern", at=literal.at)
+        return Like(path=path, pattern=literal, negated=negated is not None,
+                    ignore_case=operator.type == "ILIKE")
+
+    def in_list(self, path: Path, negated: Token | None, *values: Token | None) -> InList:
+        literals = tuple(_literal(value) for value in values if value is not None)
+        if not literals:
+            raise QueryError(f"IN needs at least one value for '{path.dotted}'", at=path.at)
+        self._count_terms(path, len(literals))
+        return InList(path=path, values=literals, negated=negated is not None)
+
+    def is_null(self, path: Path, negated: Token | None) -> IsNull:
+        self._count_terms(path, 1)
+        return IsNull(path=path, negated=negated is not None)
+
+    def between(self, path: Path, negated: Token | None, low: Token, high: Token) -> Between:
+        self._count_terms(path, 1)
+        return Between(path=path, low=_literal(low), high=_literal(high),
+                       negated=negated is not None)
+
+    def _count_terms(self, path: Path, terms: int) -> None:
+        self.terms += terms
+        maximum = self.limits.max_filter_terms
+        if self.terms > maximum:
+            raise QueryLimitError(f"the filters hold more than {maximum} terms (each "
+                                  "predicate and each IN value is one)",
+                                  limit="max_filter_terms", value=maximum, at=path.at)
 
 
 def _location(token: Token) -> Location:
     return Location(position=token.start_pos, line=token.line, column=token.column)
 
 
-def _name(token: Token) -> Name:
-    text = str(token)
-    if text.startswith("`"):
-        text = text[1:-1].replace("``", "`")
-    return Name(text=text, at=_location(token))
+def _location_of(text: str, position: int) -> Location:
+    line, column = line_column(text, position)
+    return Location(position=position, line=line, column=column)
 
 
-def _selection(tree: Tree) -> Selection:
-    name_token, *rest = tree.children
-    body = rest[-1]
-    filter_expression = _expression(rest[0].children[0]) if len(rest) == 2 else None
-    entries, order_by = [], ()
-    limit = limit_at = offset = offset_at = None
-    for child in body.children:
-        if isinstance(child, Token):  # STAR or ELLIPSIS
-            entries.append(Wildcard(at=_location(child), with_relations=child.type == "ELLIPSIS"))
-        elif child.data == "field":
-            entries.append(FieldEntry(name=_name(child.children[0])))
-        elif child.data == "selection":
-            entries.append(_selection(child))
-        elif child.data == "order_by":
-            order_by = tuple(_order_key(key) for key in child.children[1:])
-        elif child.data == "limit":
-            limit, limit_at = _count(child), _location(child.children[0])
-        elif child.data == "offset":
-            offset, offset_at = _count(child), _location(child.children[0])
-    return Selection(name=_name(name_token), filter=filter_expression, entries=tuple(entries),
-                     order_by=order_by, limit=limit, limit_at=limit_at, offset=offset,
-                     offset_at=offset_at)
-
-
-def _order_key(tree: Tree) -> OrderKey:
-    name_token, direction, nulls, first_or_last = tree.children
-    return OrderKey(name=_name(name_token),
-                    descending=direction is not None and direction.type == "DESC",
-                    nulls=None if nulls is None else first_or_last.type.lower())
-
-
-def _count(tree: Tree) -> int:
-    keyword, number = tree.children
-    text = str(number)
-    if not text.isdigit() or int(text) > _MAX_INTEGER:
-        raise _error_at(number, f"{keyword.upper()} needs a whole number from 0 to "
-                                f"{_MAX_INTEGER}, not {text}")
-    return int(text)
-
-
-def _expression(tree: Tree) -> Expression:
-    kind = tree.data
-    children = tree.children
-    if kind in ("disjunction", "conjunction"):
-        operands = tuple(_expression(child) for child in children)
-        if len(operands) == 1:
-            return operands[0]
-        return Or(operands) if kind == "disjunction" else And(operands)
-    if kind == "negation":
-        return Not(_expression(children[1]))
-    path = _path(children[0])
-    if kind == "comparison":
-        operator = "!=" if children[1] == "<>" else str(children[1])
-        return Comparison(path=path, operator=operator, value=_literal(children[2]))
-    negated = children[1] is not None
-    if kind == "like":
-        pattern = _literal(children[3])
-        if not isinstance(pattern.value, str):
-            raise _error_at(children[3], f"{children[2].upper()} needs a string pattern")
-        return Like(path=path, pattern=pattern, negated=negated,
-                    ignore_case=children[2].type == "ILIKE")
-    if kind == "in_list":
-        values = tuple(_literal(value) for value in children[2:] if value is not None)
-        if not values:
-            at = path.at
-            raise QueryError(f"IN needs at least one value for '{path.dotted}'",
-                             position=at.position, line=at.line, column=at.column)
-        return InList(path=path, values=values, negated=negated)
-    if kind == "is_null":
-        return IsNull(path=path, negated=negated)
-    if kind == "between":
-        return Between(path=path, low=_literal(children[2]), high=_literal(children[3]),
-                       negated=negated)
-    raise AssertionError(f"unhandled rule {kind}")  # the grammar and this switch disagree
-
-
-def _path(tree: Tree) -> Path:
-    return Path(names=tuple(_name(token) for token in tree.children))
+def _location_in(token: Token, offset: int) -> Location:
+    """Location of the character `offset` characters into `token` (strings may span lines)."""
+    line, column = line_column(str(token), offset)
+    return Location(position=token.start_pos + offset, line=token.line + line - 1,
+                    column=token.column + column - 1 if line == 1 else column)
 
 
 def _literal(token: Token) -> Literal:
@@ -194,8 +342,8 @@ def _literal(token: Token) -> Literal:
     if token.type == "FALSE":
         return Literal(value=False, at=at)
     if token.type == "NULL_VALUE":
-        raise _error_at(token, "null cannot be compared with =, IN or BETWEEN; "
-                               "use IS NULL or IS NOT NULL")
+        raise QueryError("null cannot be compared with =, IN or BETWEEN; "
+                         "use IS NULL or IS NOT NULL", at=at)
     return Literal(value=_number(token), at=at)
 
 
@@ -204,12 +352,13 @@ def _number(token: Token) -> int | float:
     if any(mark in text for mark in ".eE"):
         value = float(text)
         if math.isinf(value):
-            raise _error_at(token, f"the number {text} is out of range")
+            raise QueryError(f"the number {_shorten(text)} is out of range", at=_location(token))
         return value
-    value = int(text)
-    if not _MIN_INTEGER <= value <= _MAX_INTEGER:
-        raise _error_at(token, f"the number {text} is out of range")
-    return value
+    # Checked by length first: int() refuses texts of more than 4,300 digits.
+    if len(text.lstrip("+-").lstrip("0")) > _MAX_INTEGER_DIGITS or not (
+            _MIN_INTEGER <= int(text) <= _MAX_INTEGER):
+        raise QueryError(f"the number {_shorten(text)} is out of range", at=_location(token))
+    return int(text)
 
 
 def _unescape(token: Token) -> str:
@@ -230,35 +379,36 @@ def _unescape(token: Token) -> str:
             out.append(_ESCAPES[follower])
             i += 2
         elif follower == "u":
-            digits = body[i + 2:i + 6]
-            if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-                raise QuerySyntaxError(
-                    "\\u needs four hexadecimal digits",
-                    **_where_offset(token, 1 + i))
-            out.append(chr(int(digits, 16)))
+            code = _hex4(token, body, i)
             i += 6
+            if 0xD800 <= code <= 0xDBFF and body[i:i + 2] == "\\u":
+                low = _hex4(token, body, i)
+                if 0xDC00 <= low <= 0xDFFF:  # a JSON surrogate pair: one character
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    i += 6
+            if 0xD800 <= code <= 0xDFFF:
+                at = _location_in(token, 1 + i - 6)
+                raise QuerySyntaxError("\\u escape of a lone surrogate: characters beyond "
+                                       "U+FFFF are written as a pair (\\ud83d\\ude00)",
+                                       position=at.position, line=at.line, column=at.column)
+            out.append(chr(code))
         else:
             out.append(char + follower)
             i += 2
     return "".join(out)
 
 
+def _hex4(token: Token, body: str, i: int) -> int:
+    """The four hexadecimal digits after the `\\u` at `body[i]`."""
+    digits = body[i + 2:i + 6]
+    if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        at = _location_in(token, 1 + i)
+        raise QuerySyntaxError("\\u needs four hexadecimal digits",
+                               position=at.position, line=at.line, column=at.column)
+    return int(digits, 16)
+
+
 # -- errors -----------------------------------------------------------------
-
-def _where(token: Token) -> dict:
-    return {"position": token.start_pos, "line": token.line, "column": token.column}
-
-
-def _where_offset(token: Token, offset: int) -> dict:
-    """Location of the character `offset` characters into `token` (strings may span lines)."""
-    line, column = line_column(str(token), offset)
-    return {"position": token.start_pos + offset, "line": token.line + line - 1,
-            "column": token.column + column - 1 if line == 1 else column}
-
-
-def _error_at(token: Token, reason: str) -> QueryError:
-    return QueryError(reason, **_where(token))
-
 
 def _syntax_error(text: str, exc: UnexpectedInput) -> QuerySyntaxError:
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
@@ -324,9 +474,11 @@ def _describe_expected(text: str, position: int, expected: set[str]) -> str:
 
 
 def _quote(fragment: str) -> str:
-    if len(fragment) > 30:
-        fragment = fragment[:27] + "..."
-    return "'" + fragment + "'"
+    return "'" + _shorten(fragment) + "'"
 
 
-__all__ = ["parse", "parse_filter", "line_column", "MAX_QUERY_LENGTH"]
+def _shorten(fragment: str) -> str:
+    return fragment[:27] + "..." if len(fragment) > 30 else fragment
+
+
+__all__ = ["parse", "parse_filter", "line_column"]

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Union
 
 from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
+from app.contracts.query_limits import DEFAULT_LIMITS, QueryLimits
 
 from .errors import QueryError, UnknownNameError
-from .filters import FilterCompiler, Resolved, quote_identifier
+from .filters import FilterCompiler, Resolved, group_operands, quote_identifier
 from .nodes import FieldEntry, Location, Name, Path, Query, Selection, Wildcard
 from .parser import parse
 
@@ -50,6 +51,10 @@ class NodePlan:
 
     A child node's statement takes the JSON array of parent keys as its first
     parameter, then `params`; the root's takes `params`, then LIMIT and OFFSET.
+    Each fetched row ends with the JSON size of its own fields as SQLite
+    measures them; `fixed_size` adds what does not depend on the values
+    (braces, keys, quotes, booleans, a comma), so a row object's size is
+    `fixed_size + row[size_index]` plus the sizes of the related objects.
     """
 
     table: str                       # exposed table name, for messages
@@ -58,25 +63,26 @@ class NodePlan:
     link: tuple[int, ...]            # row positions of the key matched to the parent
     outputs: tuple[Union[ColumnOutput, RelationOutput], ...]
     children: tuple[ChildPlan, ...]
+    size_index: int
+    fixed_size: int
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A compiled query, independent of the row limits applied when it runs."""
+    """A compiled query; its LIMIT and OFFSET were checked against the limits it was parsed with."""
 
     root: NodePlan
     limit: int | None                # the root's own LIMIT, if it gave one
     offset: int
-    # Every explicit LIMIT in the query, checked against max_limit at run time.
-    limits: tuple[tuple[int, Location], ...]
 
 
 # -- entry points -----------------------------------------------------------
 
 @functools.lru_cache(maxsize=256)
-def compile_query(artifact: SchemaArtifact, text: str) -> Plan:
-    """Parse and plan `text` against `artifact` (cached by both; artifacts are immutable)."""
-    return plan_query(artifact, parse(text))
+def compile_query(artifact: SchemaArtifact, text: str,
+                  limits: QueryLimits = DEFAULT_LIMITS) -> Plan:
+    """Parse `text` within `limits` and plan it against `artifact` (cached; all are immutable)."""
+    return plan_query(artifact, parse(text, limits))
 
 
 def plan_query(artifact: SchemaArtifact, query: Query) -> Plan:
@@ -107,14 +113,39 @@ def _to_base64(value):
 
 _CONVERTERS = {"boolean": _to_bool, "json": _to_json, "binary": _to_base64}
 
+# JSON bytes a null takes, and the most a boolean does ("false").
+_NULL_SIZE, _BOOLEAN_SIZE = 4, 5
+# Types that are JSON strings: their text plus two quotes.
+_QUOTED = frozenset({"text", "date", "datetime", "time"})
+
+
+def _size_sql(column_sql: str, kind: str) -> str | None:
+    """SQL measuring the JSON size of one value (None: a constant, in `_fixed_size`).
+
+    Bytes as SQLite stores them (UTF-8 text, numbers as their text); escapes
+    are not counted, which is why the encoded answer is checked again.
+    """
+    if kind == "boolean":
+        return None
+    length = f"length(CAST({column_sql} AS BLOB))"
+    if kind == "binary":  # base64 and quotes
+        length = f"(length({column_sql}) + 2) / 3 * 4 + 2"
+    elif kind in _QUOTED:
+        length += " + 2"
+    return f"COALESCE({length}, {_NULL_SIZE})"
+
+
+def _fixed_size(outputs: list) -> int:
+    """JSON bytes of a row object that do not depend on its values."""
+    size = 2  # braces; the commas after each entry also cover the one after the object
+    for output in outputs:
+        size += len(output.key.encode("utf-8", "surrogatepass")) + 4  # "key": and a comma
+        if isinstance(output, RelationOutput):
+            size += 2  # `[]` (or about a `null`); related objects add their own size
+    return size
+
 
 # -- planning ---------------------------------------------------------------
-
-def _where(at: Location | None) -> dict:
-    if at is None:
-        return {}
-    return {"position": at.position, "line": at.line, "column": at.column}
-
 
 def _q(name: str) -> str:
     return quote_identifier(name, "sqlite")
@@ -159,7 +190,7 @@ class _SnapshotFilter(FilterCompiler):
                 if table.column(name.text) is not None:
                     raise QueryError(f"'{name.text}' on table '{table.alias}' is a field, not a "
                                      "relation: only relations can be followed with '.'",
-                                     **_where(name.at))
+                                     at=name.at)
                 raise self.planner.unknown("relation", name, table)
             target = self.planner.target_of(relation, name.at)
             self.aliases += 1
@@ -176,16 +207,21 @@ class _SnapshotFilter(FilterCompiler):
             if self.planner.artifact.relation(table.alias, last.text) is not None:
                 raise QueryError(f"'{last.text}' on table '{table.alias}' is a relation: compare "
                                  f"one of its fields, e.g. {path.dotted}.<field>",
-                                 **_where(last.at))
+                                 at=last.at)
             raise self.planner.unknown("field", last, table)
 
         def wrap(predicate: str) -> str:
             # "Any" semantics: a predicate through to-many relations holds when
-            # at least one related row satisfies it.
-            for target_name, target_alias, join in reversed(hops):
-                predicate = (f"EXISTS (SELECT 1 FROM {target_name} AS {target_alias} "
-                             f"WHERE {join} AND {predicate})")
-            return predicate
+            # at least one chain of related rows satisfies it. One EXISTS over
+            # the joined hops (not one EXISTS per hop: SQLite's parser stack,
+            # about 100 entries, holds ~9 per nested subquery).
+            if not hops:
+                return predicate
+            (first_name, first_alias, correlation), *rest = hops
+            joins = "".join(f" JOIN {name} AS {hop_alias} ON {join}"
+                            for name, hop_alias, join in rest)
+            return (f"EXISTS (SELECT 1 FROM {first_name} AS {first_alias}{joins} "
+                    f"WHERE {correlation} AND {predicate})")
 
         return f"{alias}.{_q(column.name)}", column, wrap
 
@@ -193,7 +229,6 @@ class _SnapshotFilter(FilterCompiler):
 class _Planner:
     def __init__(self, artifact: SchemaArtifact):
         self.artifact = artifact
-        self.limits: list[tuple[int, Location]] = []
 
     def plan(self, query: Query) -> Plan:
         selection = query.root
@@ -201,10 +236,9 @@ class _Planner:
         if table is None:
             raise UnknownNameError("table", selection.name.text, table=None,
                                    available=[t.alias for t in self.artifact.tables],
-                                   **_where(selection.at))
+                                   at=selection.at)
         root = self._node(table, selection, link=(), many=True)
-        return Plan(root=root, limit=selection.limit, offset=selection.offset or 0,
-                    limits=tuple(self.limits))
+        return Plan(root=root, limit=selection.limit, offset=selection.offset or 0)
 
     # -- names ---------------------------------------------------------------
 
@@ -217,13 +251,13 @@ class _Planner:
             available = _visible_fields(table) + [
                 r.name for r in self.artifact.relations_of(table.alias)]
         return UnknownNameError(kind, name.text, table=table.alias, available=available,
-                                **_where(name.at))
+                                at=name.at)
 
     def target_of(self, relation: Relation, at: Location) -> Table:
         target = self.artifact.table(relation.target)
         if target is None:
             raise QueryError(f"the schema is inconsistent: relation '{relation.name}' leads to "
-                             f"unknown table '{relation.target}'", **_where(at))
+                             f"unknown table '{relation.target}'", at=at)
         return target
 
     def _entries(self, table: Table, selection: Selection) -> dict:
@@ -247,7 +281,7 @@ class _Planner:
                         raise QueryError(
                             f"'{entry.name.text}' on table '{table.alias}' is a relation: give "
                             f"it a selection, e.g. {entry.name.text} {{ * }}",
-                            **_where(entry.name.at))
+                            at=entry.name.at)
                     raise self.unknown("field or relation", entry.name, table)
                 entries[column.field] = column
             else:
@@ -256,7 +290,7 @@ class _Planner:
                     if table.column(entry.name.text) is not None:
                         raise QueryError(
                             f"'{entry.name.text}' on table '{table.alias}' is a field, not a "
-                            "relation: it takes no braces", **_where(entry.name.at))
+                            "relation: it takes no braces", at=entry.name.at)
                     raise self.unknown("relation", entry.name, table)
                 entries[relation.name] = (relation, entry)
         return entries
@@ -270,9 +304,7 @@ class _Planner:
             at = (selection.order_by[0].name.at if selection.order_by
                   else selection.limit_at or selection.offset_at)
             raise QueryError(f"'{selection.name.text}' is a single object: ORDER BY, LIMIT and "
-                             "OFFSET apply only to lists", **_where(at))
-        if selection.limit is not None:
-            self.limits.append((selection.limit, selection.limit_at))
+                             "OFFSET apply only to lists", at=at)
 
         fetched: list[str] = []
 
@@ -282,11 +314,17 @@ class _Planner:
             return fetched.index(column_name)
 
         link_positions = tuple(position_of(name) for name in link)
-        outputs, children = [], []
+        outputs, children, sizes = [], [], []
+        fixed_size = 0
         for key, entry in self._entries(table, selection).items():
             if isinstance(entry, Column):
                 outputs.append(ColumnOutput(key=key, index=position_of(entry.name),
                                             convert=_CONVERTERS.get(entry.type)))
+                size = _size_sql(f"t0.{_q(entry.name)}", entry.type)
+                if size is None:
+                    fixed_size += _BOOLEAN_SIZE
+                else:
+                    sizes.append(size)
                 continue
             relation, child_selection = entry
             target = self.target_of(relation, child_selection.at)
@@ -299,11 +337,14 @@ class _Planner:
                 parent_key=tuple(position_of(name) for name in relation.columns)))
             outputs.append(RelationOutput(key=key, child=len(children) - 1))
 
-        sql, params = self._statement(table, selection, fetched, link, many)
+        size_index = len(fetched)
+        size_sql = group_operands(sizes, " + ") if sizes else "0"
+        sql, params = self._statement(table, selection, fetched, size_sql, link, many)
         return NodePlan(table=table.alias, sql=sql, params=params, link=link_positions,
-                        outputs=tuple(outputs), children=tuple(children))
+                        outputs=tuple(outputs), children=tuple(children),
+                        size_index=size_index, fixed_size=fixed_size + _fixed_size(outputs))
 
-    def _statement(self, table: Table, selection: Selection, fetched: list[str],
+    def _statement(self, table: Table, selection: Selection, fetched: list[str], size_sql: str,
                    link: tuple[str, ...], many: bool) -> tuple[str, tuple]:
         alias = "t0"
         conditions, params = [], []
@@ -317,7 +358,7 @@ class _Planner:
         source = f"FROM {_q(table.name)} AS {alias}{where}"
         order = self._order(table, selection, alias)
         order_by = f" ORDER BY {order}" if order else ""
-        columns = [f"{alias}.{_q(name)}" for name in fetched] or ["1"]
+        columns = [f"{alias}.{_q(name)}" for name in fetched] + [size_sql]
 
         if not link:  # the root: LIMIT and OFFSET are bound at run time
             return f"SELECT {', '.join(columns)} {source}{order_by} LIMIT ? OFFSET ?", tuple(params)
@@ -360,7 +401,7 @@ class _Planner:
             if column is None:
                 if self.artifact.relation(table.alias, key.name.text) is not None:
                     raise QueryError(f"'{key.name.text}' on table '{table.alias}' is a relation: "
-                                     "ORDER BY takes fields only", **_where(key.name.at))
+                                     "ORDER BY takes fields only", at=key.name.at)
                 raise self.unknown("field", key.name, table)
             part = f"{alias}.{_q(column.name)} {'DESC' if key.descending else 'ASC'}"
             if key.nulls:

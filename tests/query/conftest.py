@@ -163,6 +163,12 @@ def make_big_data(users: int = 500) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture(scope="session")
+def make_snapshot():
+    """build_snapshot, for tests that need data of their own."""
+    return build_snapshot
+
+
+@pytest.fixture(scope="session")
 def artifact() -> SchemaArtifact:
     return make_artifact()
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.query import QueryEngine, QueryError, execute
+from app.query import QueryEngine, QueryError, QueryLimitError, execute
 
 
 def ids(rows):
@@ -93,11 +93,12 @@ class TestLimits:
         assert len(result) == 300 and sum(len(user["posts"]) for user in result) == 1200
 
     def test_explicit_limit_above_maximum_is_an_error(self, artifact, db):
-        with pytest.raises(QueryError) as caught:
+        with pytest.raises(QueryLimitError) as caught:
             execute(artifact, db, "users { id LIMIT 10001 }")
         assert str(caught.value) == (
-            "line 1, column 12: LIMIT 10001 is more than the maximum of 10000")
-        with pytest.raises(QueryError, match="maximum of 5"):
+            "line 1, column 12: LIMIT 10001 is more than 10000 (limit maxLimit = 10000)")
+        assert (caught.value.limit, caught.value.value) == ("maxLimit", 10000)
+        with pytest.raises(QueryLimitError, match=r"LIMIT 6 is more than 5 \(limit maxLimit"):
             execute(artifact, db, "users { id posts { id LIMIT 6 } }", max_limit=5)
         assert ids(execute(artifact, db, "users { id LIMIT 5 }", max_limit=5)) == [1, 2, 3, 4, 5]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.query import QueryError, QuerySyntaxError, parse, parse_filter
+from app.query import QueryError, QueryLimitError, QuerySyntaxError, parse, parse_filter
 from app.query.nodes import (
     And,
     Between,
@@ -138,6 +138,7 @@ class TestFilters:
         (r'"back\\slash"', "back\\slash"),
         (r'"tab\tnew\nline"', "tab\tnew\nline"),
         (r'"\u00e9t\u00E9"', "été"),
+        (r'"\ud83d\ude00!"', "\U0001F600!"),  # a surrogate pair is one character, as in JSON
         (r'"100\%"', "100\\%"),  # unknown escapes stay as typed: LIKE's own escape
         ('"it\'s; DROP TABLE x; --"', "it's; DROP TABLE x; --"),
         ("0", 0), ("-17", -17), ("+3", 3), ("3.25", 3.25), ("-0.5", -0.5), ("1e3", 1000.0),
@@ -192,15 +193,28 @@ class TestSyntaxErrors:
             position, line, column, message)
         assert error.message == message
 
+    @pytest.mark.parametrize("text", [r'"\ud83d"', r'"\ude00"', r'"\ud83dx"',
+                                      r'"\ud83d\u0041"'])
+    def test_lone_surrogates_are_refused(self, text):
+        """Found by the HTTP fuzzer: no store or driver can bind them (was a 500)."""
+        with pytest.raises(QuerySyntaxError) as caught:
+            parse_filter(f"x = {text}")
+        assert str(caught.value) == (
+            "line 1, column 6: \\u escape of a lone surrogate: characters beyond U+FFFF are "
+            "written as a pair (\\ud83d\\ude00)")
+
     @pytest.mark.parametrize("text, position, message", [
         ("users(x IN ()) { id }", 6, "line 1, column 7: IN needs at least one value for 'x'"),
         ("users(x = null) { id }", 10, "line 1, column 11: null cannot be compared with =, IN or "
                                        "BETWEEN; use IS NULL or IS NOT NULL"),
         ("users(x LIKE 5) { id }", 13, "line 1, column 14: LIKE needs a string pattern"),
         ("users { id LIMIT -1 }", 17,
-         "line 1, column 18: LIMIT needs a whole number from 0 to 9223372036854775807, not -1"),
+         "line 1, column 18: LIMIT needs a whole number from 0 to 10000, not -1"),
         ("users { id OFFSET 1.5 }", 18,
-         "line 1, column 19: OFFSET needs a whole number from 0 to 9223372036854775807, not 1.5"),
+         "line 1, column 19: OFFSET needs a whole number from 0 to 1000000, not 1.5"),
+        ("users(x = " + "9" * 5000 + ") { id }", 10,
+         "line 1, column 11: the number 999999999999999999999999999... is out of range"),
+        ("users(x = 1e999) { id }", 10, "line 1, column 11: the number 1e999 is out of range"),
         ("users(x = 99999999999999999999) { id }", 10,
          "line 1, column 11: the number 99999999999999999999 is out of range"),
     ])
@@ -211,5 +225,5 @@ class TestSyntaxErrors:
 
     def test_error_classes(self):
         assert issubclass(QuerySyntaxError, QueryError)
-        with pytest.raises(QueryError, match="longer than"):
+        with pytest.raises(QueryLimitError, match="bytes long"):
             parse("users { " + "id " * 40_000 + "}")

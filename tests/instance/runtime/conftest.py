@@ -16,11 +16,20 @@ import psycopg2
 import pymysql
 import pytest
 import requests
-from rt_support import MARIADB, POSTGRES, blog_artifact, comments_rows, posts_rows, users_rows
+from rt_support import (
+    MARIADB,
+    POSTGRES,
+    Worker,
+    blog_artifact,
+    comments_rows,
+    posts_rows,
+    users_rows,
+)
 
 from app.contracts.artifact import SchemaArtifact
 from app.contracts.instance_settings import InstanceSettings, SourceSettings
 from app.contracts.query_keys import make_query_key, write_keys_file
+from app.contracts.query_limits import QueryLimits
 from app.engine.runtime import LocalProcessRuntime
 from app.sources import SourceCredentials
 
@@ -251,4 +260,23 @@ def mysql_instance(runtime, mysql_blog, tmp_path_factory):
     """One instance over the MariaDB blog shared by tests that do not change it."""
     starter = InstanceStarter(runtime, tmp_path_factory.mktemp("shared"))
     yield starter(mysql_blog)
+    starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def deep_instance(runtime, mysql_blog, tmp_path_factory):
+    """An instance over the MariaDB blog whose selections may nest 32 deep (answers 4 MiB)."""
+    starter = InstanceStarter(runtime, tmp_path_factory.mktemp("deep"))
+    yield starter(mysql_blog, limits=QueryLimits(max_selection_depth=32,
+                                                 max_answer_bytes=4 * 1024 * 1024))
+    starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def fast_instance(runtime, mysql_blog, tmp_path_factory):
+    """An instance over the MariaDB blog with a 300 ms time budget; `.worker` proves it alive."""
+    starter = InstanceStarter(runtime, tmp_path_factory.mktemp("fast"))
+    instance = starter(mysql_blog, limits=QueryLimits(query_timeout_ms=300))
+    instance.worker = Worker(instance)
+    yield instance
     starter.stop_all()

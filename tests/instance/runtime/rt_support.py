@@ -73,3 +73,21 @@ def blog_artifact(backend: str, schema: str) -> SchemaArtifact:
     )
     return SchemaArtifact(backend=backend, schema=schema, tables=(users, posts, comments),
                           relations=relations)
+
+
+# -- instances ----------------------------------------------------------------
+
+class Worker:
+    """Proof that an instance's worker survived: it still serves its first snapshot."""
+
+    def __init__(self, instance):
+        self.instance = instance
+        self.loaded_at = instance.health()["lastSyncAt"]
+
+    def assert_alive(self) -> None:
+        health = self.instance.health()
+        assert self.instance.runtime.is_alive(self.instance.handle)
+        # A worker that died is replaced by gunicorn, and the new one loads a
+        # snapshot of its own: a different lastSyncAt.
+        assert (health["status"], health["serving"], health["lastSyncAt"]) == (
+            "ok", True, self.loaded_at), health

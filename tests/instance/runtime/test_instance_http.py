@@ -139,8 +139,9 @@ class TestErrors:
         response = mysql_instance.query("users { id " + " " * 70_000 + "}")
 
         assert response.status_code == 413
-        assert response.json() == {"error": "payload_too_large",
-                                   "message": "the query is over 64 KiB"}
+        assert response.json() == {
+            "error": "payload_too_large",
+            "message": "the query is over 65536 bytes (limit maxQueryBytes = 65536)"}
 
     def test_wrong_content_type(self, mysql_instance):
         response = mysql_instance.query('{"q": 1}', headers={"Content-Type": "application/json"})

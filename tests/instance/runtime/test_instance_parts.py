@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import sqlite3
 import threading
 
 import pytest
@@ -14,6 +16,7 @@ from rt_support import N_COMMENTS, N_POSTS, N_USERS, blog_artifact
 
 from app.contracts.instance_settings import InstanceSettings, SettingsError
 from app.contracts.query_keys import make_query_key, write_keys_file
+from app.contracts.query_limits import QueryLimits
 from app.instance.keys import KeyStore
 from app.instance.memory import MemoryBudget
 from app.instance.openapi import build_openapi
@@ -85,25 +88,67 @@ class TestSettings:
     def test_round_trip(self):
         settings = InstanceSettings.from_dict(SETTINGS)
 
-        assert settings.sync_mode == "poll" and settings.default_limit == 1000
+        assert settings.sync_mode == "poll" and settings.limits == QueryLimits()
         assert InstanceSettings.from_dict(settings.to_dict()) == settings
         assert settings.to_dict()["syncIntervalSeconds"] == 30
 
+    def test_the_file_is_flat_camel_case_with_every_limit(self):
+        limits = {"maxQueryBytes": 4096, "maxSelectionDepth": 3, "maxFilterDepth": 2,
+                  "maxFilterTerms": 7, "maxPathRelations": 0, "defaultLimit": 5, "maxLimit": 9,
+                  "maxOffset": 0, "maxAnswerRows": 11, "maxAnswerBytes": 2048,
+                  "queryTimeoutMs": 100}
+        settings = InstanceSettings.from_dict({**SETTINGS, **limits})
+
+        assert settings.limits == QueryLimits(
+            max_query_bytes=4096, max_selection_depth=3, max_filter_depth=2, max_filter_terms=7,
+            max_path_relations=0, default_limit=5, max_limit=9, max_offset=0, max_answer_rows=11,
+            max_answer_bytes=2048, query_timeout_ms=100)
+        assert settings.to_dict() == {
+            **SETTINGS, **limits, "syncMode": "poll", "syncIntervalSeconds": 30,
+            "replicationPaused": False, "memoryLimitMb": 512, "host": "127.0.0.1",
+            "port": 8080, "threads": 8, "logLevel": "info"}
+
     @pytest.mark.parametrize("change, message", [
         ({"source": {**SETTINGS["source"], "password": "x"}},
-         "source.password must not be in the settings file; pass it in "
-         "REFLEXDB_SOURCE_PASSWORD"),
-        ({"extra": 1}, "unknown settings field(s): extra"),
-        ({"syncMode": "push"}, "syncMode must be one of poll, binlog, logical, cdc"),
-        ({"syncIntervalSeconds": 0}, "syncIntervalSeconds must be an integer between 1 and 3600"),
-        ({"memoryLimitMb": "512"},
-         "memoryLimitMb must be null or an integer between 1 and 1048576"),
-        ({"databaseId": None}, "settings field 'databaseId' is required"),
+         "source.password: must not be in the settings file; the starter passes it through the "
+         "secrets pipe (--secrets-fd)"),
+        ({"extra": 1}, "extra: unknown field"),
+        ({"syncMode": "push"}, "syncMode: one of poll, binlog, logical, cdc"),
+        ({"syncIntervalSeconds": 0}, "syncIntervalSeconds: an integer from 1 to 3600"),
+        ({"syncIntervalSeconds": 1.5}, "syncIntervalSeconds: an integer from 1 to 3600"),
+        ({"memoryLimitMb": "512"}, "memoryLimitMb: an integer from 1 to 1048576 or null"),
+        ({"replicationPaused": 1}, "replicationPaused: true or false"),
+        ({"databaseId": None}, "databaseId: a non-empty string"),
+        ({"databaseId": ""}, "databaseId: a non-empty string"),
+        ({"source": "db:3306"}, "source: must be an object"),
+        ({"maxSelectionDepth": 33}, "maxSelectionDepth: an integer from 1 to 32"),
+        ({"queryTimeoutMs": True}, "queryTimeoutMs: an integer from 10 to 60000"),
+        ({"defaultLimit": 20, "maxLimit": 10}, "defaultLimit: at most maxLimit (10)"),
     ])
     def test_rejects(self, change, message):
         with pytest.raises(SettingsError) as error:
             InstanceSettings.from_dict({**SETTINGS, **change})
         assert str(error.value) == message
+
+    def test_every_bad_setting_is_one_line(self):
+        settings = {key: value for key, value in SETTINGS.items() if key != "keysFile"}
+        with pytest.raises(SettingsError) as error:
+            InstanceSettings.from_dict({
+                **settings, "port": 70000, "logLevel": "loud", "maxAnswerRows": 0,
+                "source": {**SETTINGS["source"], "port": "3306", "backend": "oracle"}})
+        assert str(error.value).splitlines() == [
+            "keysFile: required: a non-empty string",
+            "logLevel: one of debug, info, warn, error",
+            "maxAnswerRows: an integer from 1 to 10000000",
+            "port: an integer from 0 to 65535",
+            "source.backend: one of mysql, postgres",
+            "source.port: an integer from 1 to 65535",
+        ]
+
+    def test_the_file_must_hold_an_object(self):
+        with pytest.raises(SettingsError) as error:
+            InstanceSettings.from_dict(["databaseId"])
+        assert str(error.value) == "the settings file must hold a JSON object"
 
     def test_cdc_modes_run_as_poll(self):
         settings = InstanceSettings.from_dict({**SETTINGS, "syncMode": "binlog"})
@@ -252,3 +297,79 @@ def test_answers_keep_integers_beyond_64_bits():
     response = _json([{"id": 2 ** 70, "name": "é"}], 200)
     assert response.get_data() == '[{"id":1180591620717411303424,"name":"é"}]'.encode()
     assert _json([{"id": 1}], 200).get_data() == b'[{"id":1}]'
+
+
+def test_lone_surrogates_are_escaped_not_a_500():
+    """Text no UTF-8 can hold (e.g. a field note) is sent as JSON escapes."""
+    from app.instance.server import _json
+
+    assert _json({"note": "a\ud800b"}, 200).get_data() == b'{"note":"a\\ud800b"}'
+
+
+class TestNothingEndsTheProcess:
+    """Whatever a request raises is an envelope; the process and its worker stay up."""
+
+    def client(self, answer):
+        from types import SimpleNamespace
+
+        from app.instance.server import create_app
+
+        class Holder:
+            def reading(self):
+                return contextlib.nullcontext(SimpleNamespace(connection=None))
+
+        state = SimpleNamespace(
+            settings=SimpleNamespace(limits=QueryLimits()), keys=SimpleNamespace(
+                verify=lambda key: key == "k"), holder=Holder(),
+            queries=SimpleNamespace(answer=answer), sync=SimpleNamespace(status=lambda: "ok"))
+        return create_app(state).test_client()
+
+    def query(self, answer):
+        return self.client(answer).post("/query", data="users { id }",
+                                        headers={"Authorization": "Bearer k"})
+
+    def test_out_of_memory_is_a_503(self):
+        def answer(connection, text):
+            raise MemoryError()
+
+        response = self.query(answer)
+
+        assert (response.status_code, response.get_json(), response.headers["Retry-After"]) == (
+            503, {"error": "unavailable",
+                  "message": "the instance has no memory left for this answer right now; retry "
+                             "shortly, or ask for fewer rows"}, "5")
+
+    def test_sqlite_out_of_memory_is_a_503(self):
+        def answer(connection, text):
+            raise sqlite3.OperationalError("out of memory")
+
+        assert self.query(answer).status_code == 503
+
+    def test_anything_else_is_a_500_envelope(self):
+        def answer(connection, text):
+            raise RecursionError("maximum recursion depth exceeded")
+
+        response = self.query(answer)
+
+        assert response.status_code == 500
+        assert response.get_json()["error"] == "internal_error"
+        assert response.get_json()["message"].startswith("internal error; request id ")
+
+    def test_a_failing_error_handler_still_answers_an_envelope(self, monkeypatch):
+        from app.instance import server
+
+        def answer(connection, text):
+            raise RuntimeError("boom")
+
+        def broken(*args, **kwargs):
+            raise MemoryError()
+
+        client = self.client(answer)
+        monkeypatch.setattr(server, "_error", broken)
+
+        response = client.post("/query", data="users { id }",
+                               headers={"Authorization": "Bearer k"})
+
+        assert (response.status_code, response.get_json()) == (500, {
+            "error": "internal_error", "message": "internal error"})
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
