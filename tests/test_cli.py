@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from app.config import PROJECT_ROOT
 from app.domain import environment
 from app.instance.keys import KeyStore
+from app.storage.database import MIGRATIONS_DIR
 from app.storage.models import Connection, Database
 from app.storage.secrets import SecretBox
 from tests.conftest import (
@@ -32,6 +33,9 @@ from tests.conftest import (
 
 REFLEXDB = shutil.which("reflexdb", path=os.path.dirname(sys.executable)) or "reflexdb"
 ROTATED_COLUMNS = ("connections.password_encrypted", "databases.query_key_secret_encrypted")
+
+# Every migration file, in the order they apply: a fresh store gets them all.
+MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9]*.py"))
 
 
 def clean_env(env_extra: dict) -> dict:
@@ -63,7 +67,7 @@ def embedded(tmp_path):
 class TestEmbedded:
     def test_migrate_is_idempotent_and_creates_a_private_key_file(self, embedded, tmp_path):
         first = run(["migrate"], embedded)
-        assert "applied 2 migration(s): 0001_initial, 0002_query_keys_and_schema_config" in first.stderr
+        assert f"applied {len(MIGRATIONS)} migration(s): {', '.join(MIGRATIONS)}" in first.stderr
         assert first.stdout == ""
         assert "applied 0 migration(s)" in run(["migrate"], embedded).stderr
         mode = stat.S_IMODE((tmp_path / "data" / "secret.key").stat().st_mode)
@@ -111,7 +115,7 @@ class TestEmbedded:
             assert list(home.iterdir()) == []
         finally:
             stop_process_group(proc)
-        assert "applied 2 migration(s)" in log_path.read_text()
+        assert f"applied {len(MIGRATIONS)} migration(s)" in log_path.read_text()
 
 
 class TestSettings:
@@ -176,8 +180,8 @@ class TestPostgres:
     def test_customers_create_before_migrate_says_so(self, unmigrated_pg_url):
         env = {"DATABASE_URL": unmigrated_pg_url, "REFLEXDB_SECRET_KEYS": Fernet.generate_key().decode()}
         result = run(["customers", "create", "--name", "Acme"], env, check=False)
-        assert_fails_with(result, 1, "the store lacks 2 migration(s) (0001_initial, "
-                                     "0002_query_keys_and_schema_config): run `reflexdb migrate` first")
+        assert_fails_with(result, 1, f"the store lacks {len(MIGRATIONS)} migration(s) "
+                                     f"({', '.join(MIGRATIONS)}): run `reflexdb migrate` first")
 
     def test_create_customer(self, stack):
         env = {"DATABASE_URL": PG_URL, "REFLEXDB_SECRET_KEYS": stack.settings.secret_keys[0]}
