@@ -1,7 +1,7 @@
 """Benchmark the control plane's request throughput by Flask thread-pool size (not a test).
 
 Starts gunicorn (the project's config, PostgreSQL store) once per setting,
-loads it with wrk on `GET /v1/connections/{id}` (a key check plus two selects)
+loads it with wrk on `GET /v1/connections/{id}` (a key check plus three selects)
 and prints requests/second as ratios against Connexion's default pool of 10
 threads, measured in the same run.
 

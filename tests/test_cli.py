@@ -43,6 +43,9 @@ def rotation_report(counts, already):
     listed = ", ".join(f"{column} {count}" for column, count in zip(ROTATED_COLUMNS, counts, strict=True))
     return f"re-encrypted {sum(counts)} secret(s) ({listed}); {already} already under the newest key\n"
 
+# Every migration file, in the order they apply: a fresh store gets them all.
+MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9]*.py"))
+
 
 def clean_env(env_extra: dict) -> dict:
     """The test process's environment without any setting, plus `env_extra`."""

@@ -106,6 +106,11 @@ class Operation:
         return re.findall(r"\{(\w+)\}", self.path)
 
     @property
+    def query_params(self) -> list[str]:
+        return [resolve(parameter)["name"] for parameter in self.spec.get("parameters", [])
+                if resolve(parameter)["in"] == "query"]
+
+    @property
     def body_schema(self) -> str | None:
         body = self.spec.get("requestBody")
         return body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1] if body else None
@@ -259,10 +264,10 @@ class Session:
         data.update(changes)
         return getattr(self.models, operation.body_schema).from_dict(data)
 
-    def call(self, operation: Operation, *, client=None, ids=None, body=None, use_example=True):
+    def call(self, operation: Operation, *, client=None, ids=None, body=None, use_example=True, query=None):
         module = operation_module(operation)
         parameters = inspect.signature(module.sync_detailed).parameters
-        kwargs = {"client": client or self.client}
+        kwargs = {"client": client or self.client, **(query or {})}
         for name in operation.path_params:
             python_name = next(p for p in parameters if p.replace("_", "") == name.lower())
             value = (ids or {}).get(name, self.ids.get(name))
@@ -375,6 +380,8 @@ def provoke_generic(session: Session, operation: Operation, status: str):
         response = session.call(operation, ids={operation.path_params[-1]: uuid.uuid4()})
     elif status == "400" and operation.path_params:
         response = session.call(operation, ids={operation.path_params[-1]: "not-a-uuid"})
+    elif status == "400" and "cursor" in operation.query_params:
+        response = session.call(operation, query={"cursor": "not-a-cursor"})
     elif status == "400":
         name, schema = breaking_field(operation)
         response = session.call(operation, body=session.body(operation, **{name: "x" * (schema["maxLength"] + 1)}))

@@ -195,7 +195,11 @@ def test_each_path_parameter_is_a_named_component():
             assert "{" + component["name"] + "}" in path, f"{path} does not carry {component['name']}"
             declared[component["name"]] += 1
         for method in METHODS:
-            assert "parameters" not in item.get(method, {}), f"{method} {path}: parameters belong to the path"
+            # An operation declares only its query parameters (a list's limit, cursor, filters).
+            for parameter in item.get(method, {}).get("parameters", []):
+                assert set(parameter) == {"$ref"}, f"{method} {path}: inline parameter {parameter.get('name')}"
+                component = SPEC["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
+                assert component["in"] == "query", f"{method} {path}: path parameters belong to the path"
     # An id parameter names its resource: `keyId` would read as the key's public `keyId` field.
     assert all(name.endswith("Id") and name != "keyId" for name in declared), declared
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain import catalog, credits, management_keys, schemas
+from app.domain import catalog, credits, management_keys, pagination, schemas
 from app.domain.errors import Forbidden, InvalidRequest, NotFound
 from app.domain.ids import parse_uuid
 from app.domain.principal import Principal
@@ -66,7 +66,15 @@ def create_management_key(customer_id, name: str = "operator key") -> dict:
 
 
 def list_management_keys(customer_id) -> list[dict]:
-    return management_keys.list_keys(_as(_customer(customer_id)))
+    """Every management key of the account, revoked ones included, oldest first (page by page)."""
+    principal = _as(_customer(customer_id))
+    keys, cursor = [], None
+    while True:
+        page = management_keys.list_keys(principal, limit=pagination.MAX_LIMIT, cursor=cursor)
+        keys += page.items
+        if page.next_cursor is None:
+            return keys
+        cursor = page.next_cursor
 
 
 def revoke_management_key(customer_id, key_object_id) -> None:

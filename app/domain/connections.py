@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from peewee import IntegrityError
+from peewee import SQL, IntegrityError, fn
 
 from app.contracts.backends import sync_modes
-from app.domain import databases, schemas
+from app.domain import databases, pagination, schemas
 from app.domain.environment import current
 from app.domain.errors import Conflict, InvalidRequest
 from app.domain.ids import owned
@@ -16,11 +16,20 @@ from app.storage.models import Connection, Database, utcnow, violated_unique_ind
 CREDENTIAL_FIELDS = ("host", "port", "user", "password_encrypted")
 # The unique index of live connection names (migration 0001).
 NAME_INDEX = "connection_name_live"
+# GET /connections/{id} shows at most this many of its databases, the oldest, and
+# `databaseCount`; GET /databases?connectionId=… pages through all of them.
+EMBEDDED_DATABASES = 100
+# A schema_in_use message names at most this many schemas, and this many databases
+# of each (the first by name), so it stays short however many databases there are.
+IN_USE_SCHEMAS_NAMED = 5
+IN_USE_DATABASES_NAMED = 3
 
 
-def list_connections(principal: Principal) -> list[dict]:
-    rows = Connection.owned_by(principal.customer_id).order_by(Connection.created_at, Connection.id)
-    return _schema().dump(rows, many=True)
+def list_connections(principal: Principal, *, limit: int | None = None,
+                     cursor: str | None = None) -> pagination.Page:
+    """One page of the caller's live connections, oldest first."""
+    return pagination.page(Connection.owned_by(principal.customer_id), limit, cursor,
+                           lambda rows: _schema().dump(rows, many=True))
 
 
 def get_connection(principal: Principal, ident) -> dict:
@@ -103,15 +112,19 @@ def delete_connection(principal: Principal, ident) -> None:
 
 
 def _schema() -> schemas.ConnectionSchema:
-    """The connection as most answers show it: without its databases."""
+    """The connection as answers show it, without its databases (which _dump_with_databases adds)."""
     return schemas.ConnectionSchema(exclude=("databases",))
 
 
 def _dump_with_databases(connection: Connection) -> dict:
-    connection.live_databases = list(
-        Database.active_on(connection.id).order_by(Database.created_at, Database.id)
-    )
-    return schemas.ConnectionSchema().dump(connection)
+    """The connection with `databaseCount` and its first databases: at most EMBEDDED_DATABASES, oldest first.
+
+    Two statements (the count, one page) whatever the count; the page is bounded in
+    bytes like every list page (pagination.MAX_PAGE_BYTES).
+    """
+    live = Database.active_on(connection.id)
+    first = pagination.page(live, EMBEDDED_DATABASES, None, databases.dump_many)
+    return {**_schema().dump(connection), "databaseCount": live.count(), "databases": first.items}
 
 
 def _ensure_sync_mode_fits(backend: str, mode: str) -> None:
@@ -137,33 +150,44 @@ def _changes(connection: Connection, data: dict) -> dict:
 def _ensure_schemas_unused(connection: Connection, new_schemas: list[str]) -> None:
     """409 schema_in_use if a live database uses a schema the new list leaves out.
 
-    One set-based query, whatever the number of databases.
+    One grouped count (served by the index database_schema_usage) decides; only when
+    it finds schemas in use do a few LIMITed selects fetch the names the message
+    shows. Neither the statements nor the message grow with the number of databases.
     """
-    in_use = list(
-        Database.select(Database.name, Database.mysql_db)
-        .where(
-            (Database.connection == connection.id)
-            & Database.deleted_at.is_null()
-            & Database.mysql_db.not_in(new_schemas)
-        )
-        .order_by(Database.mysql_db, Database.name)
+    live = (Database.connection == connection.id) & Database.deleted_at.is_null()
+    counts = list(
+        Database.select(Database.mysql_db, fn.COUNT(SQL("*")))
+        .where(live & Database.mysql_db.not_in(new_schemas))
+        .group_by(Database.mysql_db)
+        .order_by(Database.mysql_db)
         .tuples()
     )
-    if not in_use:
+    if not counts:
         return
-    by_schema: dict[str, list[str]] = {}
-    for name, schema in in_use:
-        by_schema.setdefault(schema, []).append(name)
-    detail = "; ".join(
-        f"schema {schema!r} is used by database{'s' if len(names) > 1 else ''} "
-        + ", ".join(repr(n) for n in names)
-        for schema, names in by_schema.items()
-    )
+    described = []
+    for schema, count in counts[:IN_USE_SCHEMAS_NAMED]:
+        names = [name for (name,) in Database.select(Database.name)
+                 .where(live & (Database.mysql_db == schema))
+                 .order_by(Database.name).limit(IN_USE_DATABASES_NAMED).tuples()]
+        described.append(_schema_usage(schema, count, names))
+    if len(counts) > IN_USE_SCHEMAS_NAMED:
+        more = len(counts) - IN_USE_SCHEMAS_NAMED
+        described.append(f"and {more} more schema{'s' if more > 1 else ''} in use")
     raise Conflict(
-        f"availableSchemas cannot drop a schema that a database uses: {detail}. "
+        f"availableSchemas cannot drop a schema that a database uses: {'; '.join(described)}. "
         "Delete or move those databases first; nothing was changed.",
         "schema_in_use",
     )
+
+
+def _schema_usage(schema: str, count: int, names: list[str]) -> str:
+    """`schema 's2' is used by 33,333 databases, e.g. 'g10001', …`: a count and the first names."""
+    listed = ", ".join(repr(name) for name in names)
+    if count == 1:
+        return f"schema {schema!r} is used by database {listed}"
+    if count <= len(names):
+        return f"schema {schema!r} is used by databases {listed}"
+    return f"schema {schema!r} is used by {count:,} databases, e.g. {listed}, …"
 
 
 def _ensure_name_free(principal: Principal, name: str) -> None:

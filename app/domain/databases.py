@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from peewee import IntegrityError
 
-from app.domain import catalog, query_keys, schemas
+from app.domain import catalog, pagination, query_keys, schemas
 from app.domain.environment import current
 from app.domain.errors import Conflict, InvalidRequest, NotFound, PlanRequired
-from app.domain.ids import owned
+from app.domain.ids import owned, parse_uuid
 from app.domain.principal import Principal
 from app.storage.database import db
 from app.storage.models import Connection, Database, utcnow, violated_unique_index
@@ -21,8 +21,24 @@ NAME_INDEX = "database_name_live"
 DOMAIN_INDEX = "database_custom_domain_live"
 
 
-def list_databases(principal: Principal) -> list[dict]:
-    rows = Database.owned_by(principal.customer_id).order_by(Database.created_at, Database.id)
+def list_databases(principal: Principal, *, limit: int | None = None, cursor: str | None = None,
+                   connection_id=None, status: str | None = None) -> pagination.Page:
+    """One page of the caller's live databases, oldest first, optionally of one connection or status.
+
+    A connection that is not the caller's (or does not exist) filters to an empty list.
+    """
+    query = Database.owned_by(principal.customer_id)
+    if connection_id is not None:
+        query = query.where(Database.connection == parse_uuid(connection_id, "connectionId"))
+    if status is not None:
+        if status not in catalog.STATUSES:
+            raise InvalidRequest(f"status: {status!r} is not one of {', '.join(catalog.STATUSES)}")
+        query = query.where(Database.status == status)
+    return pagination.page(query, limit, cursor, dump_many)
+
+
+def dump_many(rows) -> list[dict]:
+    """Databases as a list answer shows them."""
     return schemas.DatabaseSchema().dump(rows, many=True)
 
 

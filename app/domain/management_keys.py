@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 
-from app.domain import schemas
+from app.domain import pagination, schemas
 from app.domain.ids import owned
 from app.domain.principal import Principal
 from app.storage.database import db
@@ -60,9 +60,10 @@ def create_key(principal: Principal, payload: dict) -> dict:
     return schemas.ManagementKeySchema().dump(row)
 
 
-def list_keys(principal: Principal) -> list[dict]:
-    rows = ManagementKey.owned_by(principal.customer_id).order_by(ManagementKey.created_at, ManagementKey.id)
-    return schemas.ManagementKeySchema(exclude=("key",)).dump(rows, many=True)
+def list_keys(principal: Principal, *, limit: int | None = None, cursor: str | None = None) -> pagination.Page:
+    """One page of the account's keys, revoked ones included, oldest first."""
+    return pagination.page(ManagementKey.owned_by(principal.customer_id), limit, cursor,
+                           schemas.ManagementKeySchema(exclude=("key",), many=True).dump)
 
 
 def revoke_key(principal: Principal, ident) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 
 from app.contracts.query_keys import make_query_key, write_keys_file
-from app.domain import schemas
+from app.domain import pagination, schemas
 from app.domain.environment import current
 from app.domain.errors import NotFound
 from app.domain.ids import owned, parse_uuid
@@ -32,9 +32,12 @@ def create_key(principal: Principal, database_ident, payload: dict) -> dict:
     return schemas.QueryKeySchema().dump(row)
 
 
-def list_keys(principal: Principal, database_ident) -> list[dict]:
+def list_keys(principal: Principal, database_ident, *, limit: int | None = None,
+              cursor: str | None = None) -> pagination.Page:
+    """One page of the database's live keys, oldest first."""
     database = owned(Database, principal, database_ident, "database")
-    return schemas.QueryKeySchema(exclude=("key",)).dump(QueryKey.live_for(database.id), many=True)
+    return pagination.page(QueryKey.live_for(database.id), limit, cursor,
+                           schemas.QueryKeySchema(exclude=("key",), many=True).dump)
 
 
 def revoke_key(principal: Principal, database_ident, key_ident) -> None:

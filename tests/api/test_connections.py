@@ -65,6 +65,7 @@ class TestCreateConnection:
         assert response.status_code == 201, response.text
         created = response.json()
         [database] = created.pop("databases")
+        assert created.pop("databaseCount") == 1
         assert without_generated(created) == expected_connection(body, customer[0].id)
         assert created["updatedAt"] == created["createdAt"] and database["updatedAt"] == database["createdAt"]
         assert without_generated(database) == {
@@ -134,7 +135,7 @@ class TestGetConnection:
         client.delete(f"/databases/{gone['id']}")
         response = client.get(f"/connections/{connection['id']}")
         assert response.status_code == 200
-        assert response.json() == {**connection, "databases": [database]}
+        assert response.json() == {**connection, "databaseCount": 1, "databases": [database]}
 
     def test_unknown_is_404(self, client):
         assert_error(client.get("/connections/00000000-0000-4000-8000-000000000000"), 404, "not_found")
@@ -155,7 +156,7 @@ class TestUpdateConnection:
         assert updated["updatedAt"] > connection["updatedAt"]
         assert {**updated, "updatedAt": None} == {**connection, "mysqlHost": "replica.example.com",
                                                   "mysqlPort": 3307, "updatedAt": None}
-        assert client.get(f"/connections/{connection['id']}").json() == {**updated, "databases": []}
+        assert client.get(f"/connections/{connection['id']}").json() == {**updated, "databaseCount": 0, "databases": []}
 
     def test_empty_body_changes_nothing(self, client, connection):
         before = stored(Connection, connection["id"])
@@ -369,4 +370,6 @@ class TestSchemaCheckCost:
     def test_statement_count_does_not_grow_with_databases(self, client, stack):
         one = self.statements_of_a_refused_patch(client, stack, 1)
         many = self.statements_of_a_refused_patch(client, stack, 40)
-        assert one == many == 2   # lock the connection row, then the one usage query
+        # Lock the connection row, count the usage per schema, name the first databases of
+        # the one schema in use (one bounded select per schema shown, at most 5).
+        assert one == many == 3

@@ -31,7 +31,7 @@ class TestErrorEnvelope:
         assert_error(response, 415, "unsupported_media_type")
 
     def test_unknown_query_parameter_is_400(self, client):
-        assert_error(client.get("/connections?limit=5"), 400, "invalid_request", "limit")
+        assert_error(client.get("/connections?offset=5"), 400, "invalid_request", "offset")
 
     @pytest.mark.parametrize("method,path", [
         ("GET", "/connections/{}"), ("PATCH", "/connections/{}"), ("DELETE", "/connections/{}"),

@@ -1,8 +1,9 @@
+from app.api.pagination import paginated
 from app.domain import connections
 
 
-def list_connections(user):
-    return connections.list_connections(user), 200
+def list_connections(user, limit, cursor=None):
+    return paginated(connections.list_connections(user, limit=limit, cursor=cursor))
 
 
 def create_connection(user, body):

@@ -1,8 +1,10 @@
+from app.api.pagination import paginated
 from app.domain import databases
 
 
-def list_databases(user):
-    return databases.list_databases(user), 200
+def list_databases(user, limit, cursor=None, connection_id=None, status=None):
+    return paginated(databases.list_databases(user, limit=limit, cursor=cursor,
+                                              connection_id=connection_id, status=status))
 
 
 def create_database(user, body):

@@ -1,8 +1,9 @@
+from app.api.pagination import paginated
 from app.domain import management_keys
 
 
-def list_management_keys(user):
-    return management_keys.list_keys(user), 200
+def list_management_keys(user, limit, cursor=None):
+    return paginated(management_keys.list_keys(user, limit=limit, cursor=cursor))
 
 
 def create_management_key(user, body):

@@ -1,8 +1,9 @@
+from app.api.pagination import paginated
 from app.domain import query_keys
 
 
-def list_api_keys(user, database_id):
-    return query_keys.list_keys(user, database_id), 200
+def list_api_keys(user, database_id, limit, cursor=None):
+    return paginated(query_keys.list_keys(user, database_id, limit=limit, cursor=cursor))
 
 
 def create_api_key(user, database_id, body):
