@@ -24,6 +24,16 @@ class Settings:
     spec_path: Path = DEFAULT_SPEC
     log_level: str = "INFO"
     validate_responses: bool = False       # tests turn this on: every response checked against the spec
+    # The lifecycle engine (docs/lifecycle.md): job queue, leases, reconciler, instances.
+    redis_url: str | None = None           # unset: the job queue lives in the store (PostgreSQL or SQLite)
+    queue_name: str = "reflexdb"           # the job queue's name (Redis key prefix / table rows)
+    engine_lease_seconds: float = 30.0     # a step's lease; a dead worker's step is taken up after it
+    engine_max_attempts: int = 3           # starts of one step before it ends failed
+    reconcile_seconds: float = 5.0         # how often the reconciler looks at every database
+    deploy_timeout: float = 600.0          # seconds a new instance has to serve its first snapshot
+    source_connect_timeout: int = 10       # seconds to connect to a source (testing_connection, builds)
+    worker_threads: int = 4                # steps one worker runs at once
+    instance_host: str = "127.0.0.1"       # where the local runtime binds instances
     extra: dict = field(default_factory=dict)  # test overrides that have no env var
 
     @classmethod
@@ -39,6 +49,15 @@ class Settings:
             threads=int(env.get("REFLEXDB_THREADS", "2")),
             spec_path=Path(env.get("REFLEXDB_SPEC", str(DEFAULT_SPEC))),
             log_level=env.get("REFLEXDB_LOG_LEVEL", "INFO").upper(),
+            redis_url=env.get("REFLEXDB_REDIS_URL") or None,
+            queue_name=env.get("REFLEXDB_QUEUE_NAME", "reflexdb"),
+            engine_lease_seconds=float(env.get("REFLEXDB_ENGINE_LEASE_SECONDS", "30")),
+            engine_max_attempts=int(env.get("REFLEXDB_ENGINE_MAX_ATTEMPTS", "3")),
+            reconcile_seconds=float(env.get("REFLEXDB_RECONCILE_SECONDS", "5")),
+            deploy_timeout=float(env.get("REFLEXDB_DEPLOY_TIMEOUT", "600")),
+            source_connect_timeout=int(env.get("REFLEXDB_SOURCE_CONNECT_TIMEOUT", "10")),
+            worker_threads=int(env.get("REFLEXDB_WORKER_THREADS", "4")),
+            instance_host=env.get("REFLEXDB_INSTANCE_HOST", "127.0.0.1"),
         )
         values.update(overrides)
         return cls(**values)

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 from app.storage.secrets import SecretBox
+
+
+class InstanceKeys(Protocol):
+    """Where a database's query keys go so its instances can check them (the instance runtime)."""
+
+    def deliver_keys(self, database_id: str, secret: str, keys: dict[str, str | None]) -> None:
+        """Hand over the database's secret and its live keys (keyId -> expiresAt or None)."""
+
+
+class EngineWake(Protocol):
+    """The lifecycle engine, as the services see it: something to wake up."""
+
+    def wake(self, database_id) -> None:
+        """Ask the engine to carry out what the database's row now says (status, desired state)."""
 
 
 @dataclass(frozen=True)
 class Environment:
     secret_box: SecretBox
     region: str = "local"
-    # Where each database's instance files live (keys file, artifact...), one
-    # folder per database id; the local instance runtime reads them from here.
-    instances_dir: Path = Path("data/instances")
+    # Ports to the engine side, injected by app/bootstrap.py: the domain never
+    # imports app.engine, it records what is wanted and hands it over here.
+    instance_keys: InstanceKeys | None = None
+    engine: EngineWake | None = None
 
 
 _current: Environment | None = None
