@@ -99,7 +99,8 @@ class Executor:
 
 
 def engine_stopped_message(times: int, status: str) -> str:
-    return (f"the engine stopped {times} times while {status.replace('_', ' ')} (a worker was killed or "
+    count = "once" if times == 1 else f"{times} times"
+    return (f"the engine stopped {count} while {status.replace('_', ' ')} (a worker was killed or "
             f"lost the store mid-step), so it gave up: look at the workers' logs, then retry the action")
 
 

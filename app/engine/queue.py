@@ -23,7 +23,7 @@ from app.config import Settings
 
 log = logging.getLogger(__name__)
 
-RUN_DATABASE = "reflexdb.run_database"
+RUN_DATABASE = "run_database"
 
 
 def make_huey(settings: Settings) -> Huey:

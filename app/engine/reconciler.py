@@ -100,7 +100,10 @@ class Reconciler:
             return   # a worker is on it
         if row.status in TRANSITIONAL or row.desired_state or (
                 row.status == "running" and pending_in_place(row)):
-            self._wake(row, expired=row.lease_owner is not None)
+            if row.lease_owner is not None:
+                self._wake(row, urgent=True, why="the worker running its step stopped")
+            else:
+                self._wake(row, urgent=False, why="work no worker has taken yet")
             return
         self._stop_unrecorded(row, live, processes)
         if row.status == "running":
@@ -108,18 +111,15 @@ class Reconciler:
         if row.pause_schedule:
             self._follow_schedule(row, now)
 
-    def _wake(self, row: Database, *, expired: bool) -> None:
+    def _wake(self, row: Database, *, urgent: bool, why: str) -> None:
         # A wake-up may simply be waiting in the queue behind busy workers:
-        # enqueue again only once per lease length unless a worker died.
+        # enqueue again only once per lease length unless something happened.
         key = str(row.id)
         last = self._woken.get(key)
-        if not expired and last is not None and time.monotonic() - last < self.engine.settings.engine_lease_seconds:
+        if not urgent and last is not None and time.monotonic() - last < self.engine.settings.engine_lease_seconds:
             return
         self._woken[key] = time.monotonic()
-        if expired:
-            log.warning("database %s: the worker running %s stopped; enqueued again", row.id, row.status)
-        else:
-            log.info("database %s (%s): enqueued", row.id, row.status)
+        (log.warning if urgent else log.info)("database %s (%s): %s; enqueued", row.id, row.status, why)
         self.engine.wake(key)
 
     def _instance_processes(self) -> dict[str, list]:
@@ -142,7 +142,7 @@ class Reconciler:
         runtime = self.engine.runtime
         handle = steps.handle_of(runtime, live) if live is not None else None
         if handle is None or not runtime.is_alive(handle):
-            self._wake(row, expired=True)
+            self._wake(row, urgent=True, why="its instance process is not running")
             return
         health = runtime.health(handle)
         now = utcnow()
@@ -153,7 +153,7 @@ class Reconciler:
                 (Database.id == row.id) & (Database.status == "running")).execute()
         paused = health.get("replicationPaused")
         if paused is not None and paused != row.replication_paused:
-            self._wake(row, expired=False)
+            self._wake(row, urgent=False, why="its instance's replication is not as asked")
 
     def _follow_schedule(self, row: Database, now: dt.datetime) -> None:
         """Carry out the latest pauseSchedule event that came due since the last one carried out."""

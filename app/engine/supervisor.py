@@ -28,7 +28,7 @@ class Child:
     argv: list[str]
     process: subprocess.Popen | None = None
     started_at: float = 0.0
-    backoff: float = field(default=1.0)
+    backoff: float = field(default=0.5)   # doubled before each restart: the first comes after 1 s
 
 
 def supervise(children: list[Child], *, cwd: str, env: dict | None = None) -> int:

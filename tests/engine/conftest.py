@@ -298,6 +298,8 @@ def _store_act(stack, database_id, action, body):
             changes["replication_paused"] = action == "pause-replication"
         elif action == "resize" and row.status in ("registered", "paused", "stopped"):
             changes = {"instance_size": body["instanceSize"]}
+        elif action == "resize" and row.status == "deploying":
+            changes["instance_size"] = body["instanceSize"]
         else:
             params = {"buildId": body["buildId"]} if action == "redeploy" else (
                 {"buildId": str(row.deployed_build_id)} if action in ("reconfigure", "resize") else None)
