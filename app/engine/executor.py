@@ -41,6 +41,11 @@ class Executor:
                     return   # another worker has it; it will see what changed
                 try:
                     self._drive(database_id, owner)
+                except Exception:
+                    # Steps turn their own errors into `failed`; this is the store or a bug.
+                    # The lease is released and the reconciler brings the database back.
+                    log.exception("database %s: the engine stopped on an unexpected error", database_id)
+                    return
                 finally:
                     release_database(database_id, owner)
                 if not needs_work(Database.active().where(Database.id == database_id).first()):

@@ -23,6 +23,7 @@ from app.domain.environment import current
 from app.engine.context import StepContext, StepFailed, Superseded
 from app.engine.runtime import InstanceSpec, InstanceStartError
 from app.sources import SourceCredentials, SourceError
+from app.storage.database import db
 from app.storage.models import Build, Connection, Database, Instance, utcnow
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,7 @@ def start_instance(ctx: StepContext, build_id, *, reason: str | None, config: di
     runtime = ctx.runtime
     live = Instance.select().where((Instance.database == row.id) & Instance.stopped_at.is_null()).first()
     release_unrecorded(ctx, live)
-    # The instance checks query keys on its own: it must have the current ones.
-    query_keys.publish(Database.get_by_id(row.id))
+    deliver_keys(row)
     instance_id = uuid.uuid4()
     config = dict(deployed_config(row), **(config or {}))
     settings = InstanceSettings(
@@ -246,6 +246,15 @@ def start_instance(ctx: StepContext, build_id, *, reason: str | None, config: di
         raise
     if live is not None:
         runtime.release(handle_of(runtime, live))
+
+
+def deliver_keys(row: Database) -> None:
+    """Give the runtime the database's current query keys (the instance checks them on its own)."""
+    # Under the row lock the API takes for key changes, so this never overwrites a newer list.
+    with db.atomic():
+        locked = Database.lock_active(row.customer_id, row.id)
+        if locked is not None:
+            query_keys.publish(locked)
 
 
 def wait_until_serving(ctx: StepContext, handle) -> dict:
