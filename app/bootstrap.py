@@ -18,7 +18,8 @@ def configure_services(settings: Settings) -> Environment:
         secret_box=box, region=settings.region,
         # Query keys reach instances through the runtime (the local one writes
         # data_dir/instances/<id>/keys.json); wake-ups go through the job queue.
-        instance_keys=make_runtime(settings), engine=EngineQueue(settings))
+        instance_keys=make_runtime(settings), engine=EngineQueue(settings),
+        free_plan_build_credits=settings.free_plan_build_credits)
     configure(environment)
     return environment
 

@@ -99,6 +99,83 @@ def cmd_serve(args) -> int:
     return supervise(children, cwd=str(PROJECT_ROOT), env=env)
 
 
+# -- account recovery: customers list / set-plan, keys create / list / revoke -------
+# Operators use these when an account has no working management key left.
+
+
+def _account_command(action) -> int:
+    """Run `action` on the store; one JSON document on stdout, or `error: ...` and exit 2."""
+    from app.domain.errors import DomainError
+    from app.storage.database import db
+
+    _services()
+    try:
+        with db.connection_context():
+            result = action()
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(json.dumps(result))
+    return 0
+
+
+def cmd_customers_list(_args) -> int:
+    from app.domain import accounts
+
+    return _account_command(accounts.list_customers)
+
+
+def cmd_customers_set_plan(args) -> int:
+    from app.domain import accounts
+
+    return _account_command(lambda: accounts.set_customer_plan(args.customer_id, args.plan))
+
+
+def cmd_keys_create(args) -> int:
+    from app.domain import accounts
+
+    return _account_command(lambda: accounts.create_management_key(args.customer, args.name))
+
+
+def cmd_keys_list(args) -> int:
+    from app.domain import accounts
+
+    return _account_command(lambda: accounts.list_management_keys(args.customer))
+
+
+def cmd_keys_revoke(args) -> int:
+    from app.domain import accounts
+
+    status = _account_command(lambda: accounts.revoke_management_key(args.customer, args.key_object_id))
+    if status == 0:
+        print(f"revoked {args.key_object_id}", file=sys.stderr)
+    return status
+
+
+def add_account_commands(sub, customers_sub) -> None:
+    """`customers list|set-plan` and `keys create|list|revoke`."""
+    customers_sub.add_parser("list", help="list every account (JSON)").set_defaults(func=cmd_customers_list)
+    set_plan = customers_sub.add_parser("set-plan", help="set an account's plan")
+    set_plan.add_argument("customer_id", metavar="ID")
+    set_plan.add_argument("plan", metavar="PLAN", choices=("free", "pro", "teams", "enterprise"))
+    set_plan.set_defaults(func=cmd_customers_set_plan)
+
+    keys = sub.add_parser("keys", help="an account's management keys (recovery)")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="mint a management key; prints it once (JSON)")
+    create.add_argument("--customer", required=True, metavar="ID")
+    create.add_argument("--name", default="operator key")
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys_sub.add_parser("list", help="the account's keys, without secrets (JSON)")
+    listing.add_argument("--customer", required=True, metavar="ID")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("--customer", required=True, metavar="ID")
+    revoke.add_argument("key_object_id", metavar="KEY_OBJECT_ID", help="the key's `id` (not its keyId)")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reflexdb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--plan", default="free", choices=("free", "pro", "teams", "enterprise"))
     create.add_argument("--admin", action="store_true", help="the customer may use admin routes")
     create.set_defaults(func=cmd_customers_create)
+    add_account_commands(sub, customers_sub)
 
     secrets = sub.add_parser("secrets", help="encryption keys for stored source passwords")
     secrets_sub = secrets.add_subparsers(dest="action", required=True)

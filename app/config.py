@@ -23,6 +23,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     spec_path: Path = DEFAULT_SPEC
     log_level: str = "INFO"
+    free_plan_build_credits: int = 100     # builds included in the free plan; paid plans: unlimited
     validate_responses: bool = False       # tests turn this on: every response checked against the spec
     # The lifecycle engine (docs/lifecycle.md): job queue, leases, reconciler, instances.
     redis_url: str | None = None           # unset: the job queue lives in the store (PostgreSQL or SQLite)
@@ -49,6 +50,7 @@ class Settings:
             threads=int(env.get("REFLEXDB_THREADS", "2")),
             spec_path=Path(env.get("REFLEXDB_SPEC", str(DEFAULT_SPEC))),
             log_level=env.get("REFLEXDB_LOG_LEVEL", "INFO").upper(),
+            free_plan_build_credits=int(env.get("REFLEXDB_FREE_PLAN_BUILD_CREDITS", "100")),
             redis_url=env.get("REFLEXDB_REDIS_URL") or None,
             queue_name=env.get("REFLEXDB_QUEUE_NAME", "reflexdb"),
             engine_lease_seconds=float(env.get("REFLEXDB_ENGINE_LEASE_SECONDS", "30")),

@@ -34,7 +34,7 @@ def embedded(tmp_path):
 class TestEmbedded:
     def test_migrate_is_idempotent_and_creates_a_private_key_file(self, embedded, tmp_path):
         first = run(["migrate"], embedded)
-        assert "applied 2 migration(s): 0001_initial, 0002_query_keys_and_schema_config" in first.stderr
+        assert "applied 3 migration(s): 0001_initial, 0002_query_keys_and_schema_config, 0003_lifecycle" in first.stderr
         assert first.stdout == ""
         assert "applied 0 migration(s)" in run(["migrate"], embedded).stderr
         mode = stat.S_IMODE((tmp_path / "data" / "secret.key").stat().st_mode)

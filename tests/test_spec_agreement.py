@@ -23,6 +23,10 @@ PAIRS = [
     ("Tag", schemas.TagSchema),
     ("ManagementKeyCreate", schemas.ManagementKeyCreateSchema),
     ("QueryKeyCreate", schemas.QueryKeyCreateSchema),
+    ("ResizeRequest", schemas.ResizeSchema),
+    ("RedeployRequest", schemas.RedeploySchema),
+    ("PlanUpdate", schemas.PlanUpdateSchema),
+    ("BuildCreditAdjustment", schemas.BuildCreditAdjustmentSchema),
 ]
 
 

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.storage.secrets import SecretBox
+
+
+class EnginePort(Protocol):
+    def wake(self, database_id) -> None:
+        """Have the engine look at `database_id` soon (its work is already committed)."""
+
+
+class NoEngine:
+    """The engine port when no lifecycle engine is wired: work stays recorded in the store."""
+
+    def wake(self, database_id) -> None:
+        """Nothing to wake; the engine's reconciler finds recorded work on its own."""
 
 
 class InstanceKeys(Protocol):
@@ -15,21 +27,19 @@ class InstanceKeys(Protocol):
         """Hand over the database's secret and its live keys (keyId -> expiresAt or None)."""
 
 
-class EngineWake(Protocol):
-    """The lifecycle engine, as the services see it: something to wake up."""
-
-    def wake(self, database_id) -> None:
-        """Ask the engine to carry out what the database's row now says (status, desired state)."""
-
-
 @dataclass(frozen=True)
 class Environment:
     secret_box: SecretBox
     region: str = "local"
-    # Ports to the engine side, injected by app/bootstrap.py: the domain never
-    # imports app.engine, it records what is wanted and hands it over here.
+    # The lifecycle engine, as the domain sees it: `wake(database_id)` after a
+    # commit that left work for it. app.bootstrap wires the real one; the
+    # domain never imports app.engine.
+    engine: EnginePort = field(default_factory=NoEngine)
+    # Where query keys go so instances can check them: the instance runtime
+    # (app.bootstrap wires it; the local one writes a keys file per database).
     instance_keys: InstanceKeys | None = None
-    engine: EngineWake | None = None
+    # Builds the free plan includes (paid plans are unlimited).
+    free_plan_build_credits: int = 100
 
 
 _current: Environment | None = None

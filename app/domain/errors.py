@@ -27,6 +27,10 @@ class PlanRequired(Forbidden):
     code = "plan_required"
 
 
+class BuildCreditsExhausted(Forbidden):
+    code = "build_credits_exhausted"
+
+
 class NotFound(DomainError):
     code = "not_found"
 

@@ -350,3 +350,102 @@ def describe(messages, prefix: str = "") -> str:
     else:
         parts.append(f"{prefix}: {messages}" if prefix else str(messages))
     return "; ".join(parts)
+
+
+# -- lifecycle, builds, credits (docs/lifecycle.md) ----------------------------
+
+BUILD_CREDIT_AMOUNT = validate.Range(min=-1_000_000, max=1_000_000)
+
+
+def _not_zero(value):
+    if value == 0:
+        raise ValidationError("must not be 0: a positive amount grants credits, a negative one deducts")
+
+
+class ResizeSchema(StrictSchema):
+    """POST /databases/{id}/resize."""
+
+    instance_size = fields.String(data_key="instanceSize", required=True,
+                                  validate=validate.OneOf(tuple(catalog.INSTANCE_SIZES)))
+
+
+class RedeploySchema(StrictSchema):
+    """POST /databases/{id}/redeploy."""
+
+    build_id = fields.UUID(data_key="buildId", required=True)
+
+
+class PlanUpdateSchema(StrictSchema):
+    """PATCH /admin/customers/{id}/plan."""
+
+    plan = fields.String(required=True, validate=validate.OneOf(catalog.PLANS))
+
+
+class BuildCreditAdjustmentSchema(StrictSchema):
+    """POST /admin/customers/{id}/build-credits: a grant (amount > 0) or a deduction (< 0)."""
+
+    amount = fields.Integer(required=True, strict=True, validate=[BUILD_CREDIT_AMOUNT, _not_zero])
+    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=500))
+    expires_at = UtcDateTime(data_key="expiresAt", allow_none=True, load_default=None)
+
+    @validates_schema
+    def _expiry_fits(self, data, **kwargs):
+        expires_at = data.get("expires_at")
+        if expires_at is None:
+            return
+        if data.get("amount", 0) < 0:
+            raise ValidationError("applies to grants only (a positive amount)", "expiresAt")
+        if expires_at <= dt.datetime.now(dt.timezone.utc).replace(tzinfo=None):
+            raise ValidationError("must be in the future", "expiresAt")
+
+
+class BuildOut(OutputSchema):
+    id = fields.UUID()
+    database_id = fields.UUID(data_key="databaseId")
+    status = fields.String()
+    started_at = UtcDateTime(data_key="startedAt")
+    finished_at = UtcDateTime(data_key="finishedAt")
+    duration_seconds = fields.Function(
+        lambda b: None if b.started_at is None or b.finished_at is None
+        else round(max((b.finished_at - b.started_at).total_seconds(), 0.0), 3),
+        data_key="durationSeconds",
+    )
+    compute_type = fields.String(data_key="computeType")
+    logs_url = fields.Function(lambda b: f"/v1/databases/{b.database_id}/builds/{b.id}/logs",
+                               data_key="logsUrl")
+    tables = fields.Function(
+        lambda b: None if not b.artifact else [t.get("alias") or t["name"] for t in b.artifact["tables"]])
+    created_at = UtcDateTime(data_key="createdAt")
+
+
+class InstanceOut(OutputSchema):
+    id = fields.UUID()
+    database_id = fields.UUID(data_key="databaseId")
+    build_id = fields.UUID(data_key="buildId")
+    endpoint_url = fields.String(data_key="endpointUrl")
+    health_status = fields.String(data_key="healthStatus")
+    snapshot_age_ms = fields.Integer(data_key="snapshotAgeMs")
+    swap_count = fields.Integer(data_key="swapCount")
+    row_counts = fields.Raw(data_key="rowCounts")
+    last_health_check = UtcDateTime(data_key="lastHealthCheck")
+    created_at = UtcDateTime(data_key="createdAt")
+    updated_at = UtcDateTime(data_key="updatedAt")
+
+
+class BuildCreditEntryOut(OutputSchema):
+    id = fields.UUID()
+    customer_id = fields.UUID(data_key="customerId")
+    amount = fields.Integer()
+    reason = fields.String()
+    expires_at = UtcDateTime(data_key="expiresAt")
+    created_at = UtcDateTime(data_key="createdAt")
+    total_adjustment = fields.Integer(data_key="totalAdjustment")
+    balance = fields.Integer()
+
+
+class CustomerOut(OutputSchema):
+    id = fields.UUID()
+    name = fields.String()
+    plan = fields.String()
+    is_admin = fields.Boolean(data_key="isAdmin")
+    created_at = UtcDateTime(data_key="createdAt")

@@ -4,6 +4,16 @@ The spec's operationIds resolve relative to this package, so every handler is
 re-exported here.
 """
 
+from app.api.handlers.admin import (  # noqa: F401
+    create_build_credit_adjustment,
+    get_build_credits,
+    update_customer_plan,
+)
+from app.api.handlers.builds import (  # noqa: F401
+    get_database_build,
+    get_database_build_logs,
+    list_database_builds,
+)
 from app.api.handlers.connections import (  # noqa: F401
     create_connection,
     delete_connection,
@@ -19,6 +29,20 @@ from app.api.handlers.databases import (  # noqa: F401
     update_database,
 )
 from app.api.handlers.health import get_health  # noqa: F401
+from app.api.handlers.lifecycle import (  # noqa: F401
+    get_database_instance,
+    pause_database,
+    pause_database_replication,
+    provision_database,
+    rebuild_database,
+    reconfigure_database,
+    redeploy_database,
+    reload_database,
+    resize_database,
+    resume_database,
+    resume_database_replication,
+    terminate_database,
+)
 from app.api.handlers.management_keys import (  # noqa: F401
     create_management_key,
     delete_management_key,
