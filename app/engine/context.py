@@ -15,15 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.config import Settings
+from app.domain.lifecycle import STABLE, TRANSITIONAL
 from app.engine.leases import Heartbeat
 from app.engine.runtime import Runtime
 from app.storage.database import db
-from app.storage.models import Database, utcnow
+from app.storage.models import Database
 
 log = logging.getLogger(__name__)
 
-STABLE = ("registered", "running", "paused", "failed", "stopped", "terminated")
-TRANSITIONAL = ("testing_connection", "queued", "building", "deploying", "pausing", "resuming", "terminating")
 
 
 class Superseded(Exception):
@@ -100,8 +99,4 @@ class StepContext:
         self.commit("failed", then=then, last_error=message[:4000])
 
 
-def now():
-    return utcnow()
-
-
-__all__ = ["Engine", "STABLE", "StepContext", "StepFailed", "Superseded", "TRANSITIONAL", "now"]
+__all__ = ["Engine", "STABLE", "StepContext", "StepFailed", "Superseded", "TRANSITIONAL"]

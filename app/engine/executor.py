@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from app.domain.lifecycle import apply_desired_state, pending_in_place
 from app.engine import steps
 from app.engine.context import TRANSITIONAL, Engine, StepContext, StepFailed, Superseded
 from app.engine.leases import Heartbeat, claim_database, new_owner, release_database
@@ -79,7 +80,7 @@ class Executor:
                             return
                         continue
             if row.desired_state:
-                apply_desired_state(row.id)
+                apply_desired_state(row.id)   # through the matrix: start it, or drop it and say why
                 after = Database.active().where(Database.id == database_id).first()
                 if after is None or after.desired_state == row.desired_state and after.status == row.status:
                     return   # nothing moved; do not spin
@@ -117,11 +118,6 @@ def needs_work(row: Database | None) -> bool:
             or (row.status == "running" and bool(pending_in_place(row))))
 
 
-def pending_in_place(row: Database) -> list[str]:
-    """Work asked of a running instance without a status change: "reload", "replication"."""
-    if row.operation is not None or not row.operation_params:
-        return []
-    return list(row.operation_params.get("pending", []))
 
 
 def keep_running(ctx: StepContext) -> None:
@@ -158,13 +154,6 @@ def keep_running(ctx: StepContext) -> None:
     if pending or problem:
         # Done: clear the pending list, unless a newer request came in meanwhile (then Superseded).
         ctx.commit("running", **({"last_error": problem} if problem else {}))
-
-
-def apply_desired_state(database_id) -> None:
-    """Carry out the queued goal through the matrix (app.domain.lifecycle)."""
-    from app.domain import lifecycle  # the API half of the lifecycle; imported when needed
-
-    lifecycle.apply_desired_state(database_id)
 
 
 __all__ = ["Executor", "engine_stopped_message", "keep_running", "needs_work"]

@@ -21,10 +21,11 @@ import logging
 import threading
 import time
 
+from app.domain import lifecycle
+from app.domain.errors import DomainError
 from app.domain.principal import Principal
 from app.engine import steps
 from app.engine.context import TRANSITIONAL, Engine
-from app.engine.executor import pending_in_place
 from app.engine.leases import claim_named, new_owner, release_named
 from app.storage.database import db
 from app.storage.models import Customer, Database, Instance, utcnow
@@ -99,7 +100,7 @@ class Reconciler:
         if not lease_free:
             return   # a worker is on it
         if row.status in TRANSITIONAL or row.desired_state or (
-                row.status == "running" and pending_in_place(row)):
+                row.status == "running" and lifecycle.pending_in_place(row)):
             if row.lease_owner is not None:
                 self._wake(row, urgent=True, why="the worker running its step stopped")
             else:
@@ -197,9 +198,6 @@ def latest_event(schedule: dict, now: dt.datetime) -> tuple[dt.datetime, str] | 
 
 def request_scheduled_action(row: Database, action: str) -> None:
     """The action as the account itself would request it (same matrix, same rules)."""
-    from app.domain import lifecycle  # the API half of the lifecycle; imported when needed
-    from app.domain.errors import DomainError
-
     customer = Customer.get_by_id(row.customer_id)
     principal = Principal(customer_id=customer.id, key_id="pause-schedule", is_admin=False, plan=customer.plan)
     try:

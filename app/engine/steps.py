@@ -18,7 +18,7 @@ from app import sources
 from app.build import ConfigError, build_artifact
 from app.contracts.artifact import SchemaArtifact
 from app.contracts.instance_settings import InstanceSettings, SourceSettings
-from app.domain import catalog, query_keys
+from app.domain import catalog, lifecycle, query_keys
 from app.domain.environment import current
 from app.engine.context import StepContext, StepFailed, Superseded
 from app.engine.runtime import InstanceSpec, InstanceStartError
@@ -210,7 +210,7 @@ def start_instance(ctx: StepContext, build_id, *, reason: str | None, config: di
     release_unrecorded(ctx, live)
     deliver_keys(row)
     instance_id = uuid.uuid4()
-    config = dict(deployed_config(row), **(config or {}))
+    config = dict(lifecycle.current_config(row), **(config or {}))
     settings = InstanceSettings(
         database_id=str(row.id), artifact_path="-", keys_file="-",
         source=SourceSettings(backend=credentials.backend, host=credentials.host, port=credentials.port,
@@ -278,12 +278,6 @@ def wait_until_serving(ctx: StepContext, handle) -> dict:
             ctx.check()   # a newer action (resize while deploying) restarts the deploy
             next_check = time.monotonic() + 1
         time.sleep(POLL_SECONDS)
-
-
-def deployed_config(row: Database) -> dict:
-    """The settings an instance is deployed with, as stored on the database (hasPendingChanges)."""
-    return {"instance_size": row.instance_size, "sync_mode": row.sync_mode,
-            "sync_interval": row.sync_interval, "log_level": row.log_level, "safety_net": True}
 
 
 def health_columns(health: dict, at: dt.datetime) -> dict:

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from app.engine.steps import handle_of
-from app.storage.models import Build, Connection, Database
+from app.storage.models import Build, Database
 from tests.conftest import stored
 from tests.engine.conftest import wait_until
 from tests.engine.support import create_database, instance_rows, query, settled
@@ -34,8 +34,9 @@ def test_reload_raises_swap_count(client, workers, act, running):
     assert live_health(workers, database["id"])["swapCount"] == 0
     assert act(database["id"], "reload").status_code == 202
     wait_until(lambda: live_health(workers, database["id"])["swapCount"] == 1, what="a reload")
-    # The reconciler copies it into the store; the request is done.
-    wait_until(lambda: instance_rows(database["id"])[-1].swap_count == 1, what="swapCount in the store")
+    # The worker copies it into the store, where the user reads it; the request is done.
+    wait_until(lambda: client.get(f"/databases/{database['id']}/instance").json()["instance"]["swapCount"] == 1,
+               what="swapCount in GET /databases/{id}/instance")
     row = stored(Database, database["id"])
     assert (row.status, row.operation_params, row.last_error) == ("running", None, None)
     assert len(instance_rows(database["id"])) == 1
@@ -137,15 +138,14 @@ class TestCredentials:
         response = client.patch(f"/connections/{database['connectionId']}", {"mysqlPassword": shop.password})
         assert response.status_code == 200, response.text
 
-    def pending(self, database) -> bool:
-        row = stored(Database, database["id"])
-        return row.deployed_credentials_version != stored(Connection, database["connectionId"]).credentials_version
+    def pending(self, client, database) -> bool:
+        return client.get(f"/databases/{database['id']}/instance").json()["credentialsPending"]
 
     def test_resume_picks_up_the_new_password(self, client, shop, workers, act, running):
         database, key, first = running
         self.change_password(client, shop, database)
         assert query(first["endpointUrl"], key, "users { id }").status_code == 200   # still serving
-        assert self.pending(database)
+        assert self.pending(client, database)
 
         act(database["id"], "pause")
         settled(client, database["id"])
@@ -154,16 +154,16 @@ class TestCredentials:
         assert body["status"] == "running", body
         # Its snapshot loaded with the new password (the old one no longer opens MariaDB).
         assert query(body["endpointUrl"], key, "users { id }").status_code == 200
-        assert not self.pending(database)
+        assert not self.pending(client, database)
         assert stored(Database, database["id"]).deployed_credentials_version == 2
 
     def test_rebuild_picks_up_the_new_password(self, client, shop, workers, act, running):
         database, key, first = running
         self.change_password(client, shop, database)
-        assert self.pending(database)
+        assert self.pending(client, database)
         act(database["id"], "rebuild")
         body = settled(client, database["id"])
         assert body["status"] == "running", body
-        assert not self.pending(database)
+        assert not self.pending(client, database)
         assert Build.select().where(Build.database == database["id"]).count() == 2
         assert query(body["endpointUrl"], key, "posts { id }").status_code == 200

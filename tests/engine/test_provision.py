@@ -61,11 +61,19 @@ def test_provision_serves_the_source_data(client, stack, shop, workers, act):
                                    "log_level": "info", "safety_net": True}
     assert (row.operation, row.operation_params, row.lease_owner, row.attempts) == (None, None, None, 0)
 
-    # The worker collects the instance's health into the store.
-    health = wait_until(lambda: (i := instance_rows(database["id"])[0]).last_health_check and i,
-                        what="a health check")
-    assert health.health_status == "ok" and health.row_counts == {"users": 2, "posts": 3}
-    assert health.swap_count == 0 and health.snapshot_age_ms >= 0
+    # What the user sees: the instance with the health the worker collects, the build and its log.
+    view = wait_until(lambda: (v := client.get(f"/databases/{database['id']}/instance").json())["instance"]
+                      ["lastHealthCheck"] and v, what="a health check")
+    assert view["instance"]["endpointUrl"] == endpoint and view["instance"]["buildId"] == str(build.id)
+    assert view["instance"]["healthStatus"] == "ok" and view["instance"]["rowCounts"] == {"users": 2, "posts": 3}
+    assert view["instance"]["swapCount"] == 0 and view["instance"]["snapshotAgeMs"] >= 0
+    assert view["deployedInstanceConfig"] == {"instanceSize": "nano", "taskCpu": 256, "taskMemoryMb": 512,
+                                              "syncMode": "poll", "syncInterval": 30, "logLevel": "info",
+                                              "safetyNet": True}
+    assert (view["hasPendingChanges"], view["credentialsPending"]) == (False, False)
+    assert view["latestBuild"]["status"] == "succeeded" and view["latestBuild"]["tables"] == ["posts", "users"]
+    text = client.get(f"/databases/{database['id']}/builds/{build.id}/logs")
+    assert text.status_code == 200 and text.text == build.log
 
 
 def _silent_server():
