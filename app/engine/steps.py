@@ -115,7 +115,8 @@ def build(ctx: StepContext) -> None:
         artifact, _ = build_artifact(credentials, row.schema_config,
                                      connect_timeout=ctx.settings.source_connect_timeout, on_log=log_.line)
     except (StepFailed, SourceError, ConfigError) as exc:
-        message = exc.message if isinstance(exc, (StepFailed, SourceError)) else str(exc)
+        message = (exc.message if isinstance(exc, (StepFailed, SourceError))
+                   else f"the schema config does not fit the source: {exc}")
         log_.finish(f"build failed: {message}")
         _end_build(record.id, "failed", log_)
         ctx.fail(f"build failed: {message}")
