@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
-
 from app.config import Settings
+
+if TYPE_CHECKING:
+    from huey import Huey
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,9 @@ RUN_DATABASE = "run_database"
 
 def make_huey(settings: Settings) -> Huey:
     """A Huey instance on the queue storage `settings` name (connects lazily where it can)."""
+    # Imported here: the API process pays for Huey (and redis, psycopg 3) at its first wake-up only.
+    from huey import PostgresHuey, RedisHuey, SqliteHuey
+
     common = dict(name=settings.queue_name, results=False, utc=True)
     if settings.redis_url:
         return RedisHuey(url=settings.redis_url, **common)

@@ -22,7 +22,7 @@ def test_a_failed_build_keeps_its_log(client, shop, workers, act):
     assert build.status == "failed" and build.artifact is None and build.finished_at is not None
     log = client.get(f"/databases/{database['id']}/builds/{build.id}/logs").text
     assert "introspecting tables, columns and keys" in log
-    assert f"build failed: the schema config does not fit the source: tables[1].name: table 'posts'" in log
+    assert "build failed: the schema config does not fit the source: tables[1].name: table 'posts'" in log
     assert instance_rows(database["id"]) == []
 
 
