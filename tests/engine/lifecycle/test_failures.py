@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.storage.models import Build
-from tests.engine.support import create_database, instance_rows, query, settled
+from tests.engine.lifecycle.support import create_database, instance_rows, query, settled
 
 
 def test_a_failed_build_keeps_its_log(client, shop, workers, act):

@@ -16,7 +16,7 @@ import requests
 from app.config import PROJECT_ROOT
 from app.engine.runtime import LocalProcessRuntime
 from tests.conftest import SECRETS, free_port
-from tests.engine.conftest import FAST, wait_until
+from tests.engine.lifecycle.conftest import FAST, wait_until
 
 
 def children_of(pid: int) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from app.storage.models import Build, Database
 from tests.conftest import stored
-from tests.engine.support import create_database, instance_rows, settled
+from tests.engine.lifecycle.support import create_database, instance_rows, settled
 
 
 def test_pause_while_building_ends_paused(client, shop, proxy, workers, act):

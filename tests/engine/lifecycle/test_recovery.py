@@ -12,8 +12,8 @@ from app.engine.queue import EngineQueue
 from app.storage.database import db
 from app.storage.models import Build, Database
 from tests.conftest import stored
-from tests.engine.conftest import wait_until
-from tests.engine.support import create_database, instance_rows, query, settled
+from tests.engine.lifecycle.conftest import wait_until
+from tests.engine.lifecycle.support import create_database, instance_rows, query, settled
 
 
 def builds_of(database_id) -> list[Build]:

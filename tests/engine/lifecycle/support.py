@@ -7,7 +7,7 @@ import requests
 from app.storage.database import db
 from app.storage.models import Instance
 from tests.conftest import SECRETS
-from tests.engine.conftest import wait_until
+from tests.engine.lifecycle.conftest import wait_until
 
 STABLE = ("registered", "running", "paused", "failed", "stopped", "terminated")
 

@@ -10,8 +10,8 @@ import socket
 
 from app.storage.models import Build, Connection, Database
 from tests.conftest import stored
-from tests.engine.conftest import wait_until
-from tests.engine.support import (
+from tests.engine.lifecycle.conftest import wait_until
+from tests.engine.lifecycle.support import (
     create_database,
     database_body,
     instance_rows,

@@ -8,8 +8,8 @@ import requests
 from app.engine.steps import handle_of
 from app.storage.models import Build, Database
 from tests.conftest import stored
-from tests.engine.conftest import wait_until
-from tests.engine.support import create_database, instance_rows, query, settled
+from tests.engine.lifecycle.conftest import wait_until
+from tests.engine.lifecycle.support import create_database, instance_rows, query, settled
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from app.engine.reconciler import latest_event
 from app.storage.database import db
 from app.storage.models import Database
 from tests.conftest import stored
-from tests.engine.conftest import FAST, wait_until
-from tests.engine.support import create_database, settled
+from tests.engine.lifecycle.conftest import FAST, wait_until
+from tests.engine.lifecycle.support import create_database, settled
 
 # 2030-01-02 is a Wednesday (day 3 when 0 = Sunday).
 WEDNESDAY_NOON = dt.datetime(2030, 1, 2, 12, 0)
