@@ -57,6 +57,69 @@ class InstanceHandle:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What the engine asks a runtime to start: one instance of one database."""
+
+    database_id: str
+    instance_id: str                     # unique per start: the swap runs two side by side
+    settings: InstanceSettings           # the runtime sets paths, host and port
+    artifact: SchemaArtifact
+    source_password: str = field(repr=False)
+
+
+class Runtime(Protocol):
+    """How the lifecycle engine starts, watches and steers instances.
+
+    `LocalProcessRuntime` runs processes on this machine; docs/architecture.md
+    describes how a Kubernetes runtime maps the same calls. A handle is the
+    runtime's own plain data with an `endpoint_url`; `record_of` gives it
+    without secrets (for the store), `handle_from_record` puts the admin token back.
+    """
+
+    def launch(self, spec: InstanceSpec) -> InstanceHandle:
+        """Start an instance; returns once it answers /health (its snapshot may still load)."""
+
+    def stop(self, handle: InstanceHandle) -> None:
+        """Stop the instance; idempotent."""
+
+    def release(self, handle: InstanceHandle) -> None:
+        """Stop the instance and free everything it held; idempotent."""
+
+    def is_alive(self, handle: InstanceHandle) -> bool:
+        """Whether the instance still exists."""
+
+    def instances_of(self, database_id: str) -> list[InstanceHandle]:
+        """Every instance of the database the runtime can see, recorded by the engine or not."""
+
+    def list_instances(self) -> list[InstanceHandle]:
+        """Every instance the runtime can see, of any database (each handle names its database)."""
+
+    def health(self, handle: InstanceHandle) -> dict:
+        """The instance's /health document, or {"status": "unreachable", "reason"}."""
+
+    def reload(self, handle: InstanceHandle) -> dict:
+        """A full snapshot reload now."""
+
+    def pause_replication(self, handle: InstanceHandle) -> dict:
+        """Freeze the snapshot (queries keep being served)."""
+
+    def resume_replication(self, handle: InstanceHandle) -> dict:
+        """Unfreeze the snapshot."""
+
+    def instance_id_of(self, handle: InstanceHandle) -> str:
+        """The `instance_id` of the spec the handle was launched from."""
+
+    def deliver_keys(self, database_id: str, secret: str, keys: dict[str, str | None]) -> None:
+        """Give every instance of the database its query-key secret and live keys."""
+
+    def handle_from_record(self, record: dict, admin_token: str) -> InstanceHandle:
+        """A handle from what `record_of` returned and the admin token."""
+
+    def record_of(self, handle: InstanceHandle) -> dict:
+        """The handle as plain data without secrets."""
+
+
 class LocalProcessRuntime:
     """Runs instances as local subprocesses, one working directory each under `base_dir`."""
 
@@ -162,84 +225,6 @@ class LocalProcessRuntime:
         self._remember_paused(handle, False)
         return answer
 
-    # -- helpers -----------------------------------------------------------
-
-    def _admin(self, handle: InstanceHandle, path: str) -> dict:
-        response = requests.post(f"{handle.endpoint_url}{path}",
-                                 headers={"Authorization": f"Bearer {handle.admin_token}"},
-                                 timeout=self.request_timeout)
-        response.raise_for_status()
-        return response.json()
-
-    def _remember_paused(self, handle: InstanceHandle, paused: bool) -> None:
-        # Kept in the settings file so a restarted worker stays frozen (or not).
-        settings = InstanceSettings.load(handle.settings_path)
-        if settings.replication_paused != paused:
-            dataclasses.replace(settings, replication_paused=paused).write(handle.settings_path)
-
-    def _spawn(self, settings_path: Path, log_path: Path, source_password: str,
-               admin_token: str) -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items()
-               if k not in (SOURCE_PASSWORD_ENV, ADMIN_TOKEN_ENV)}
-        env.update({
-            SOURCE_PASSWORD_ENV: source_password,
-            ADMIN_TOKEN_ENV: admin_token,
-            # glibc reads it at start-up: without it every thread may get its
-            # own 64 MiB malloc arena, which the memory limit would count.
-            "MALLOC_ARENA_MAX": "2",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p),
-        })
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                [self.python, "-m", "app.instance", "--settings", str(settings_path)],
-                env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-        self._children[process.pid] = process
-        return process
-
-    def _wait_until_up(self, handle: InstanceHandle, process: subprocess.Popen) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise InstanceStartError(
-                    f"the instance exited with code {process.returncode} while starting: "
-                    f"{_tail(handle.log_path)}")
-            try:
-                if requests.get(f"{handle.endpoint_url}/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise InstanceStartError(f"the instance did not answer /health within "
-                                 f"{self.start_timeout:.0f}s: {_tail(handle.log_path)}")
-
-    def _is_ours(self, pid: int) -> bool:
-        process = self._children.get(pid)
-        if process is not None:
-            return process.poll() is None
-        # Started by an earlier runtime (the engine restarted): check the pid
-        # still is an instance before signalling it, pids get reused.
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return b"app.instance" in cmdline
-
-    def _wait_exit(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        process = self._children.get(pid)
-        while time.monotonic() < deadline:
-            if process is not None:
-                if process.poll() is not None:
-                    return True
-            elif not self._is_ours(pid):
-                return True
-            time.sleep(0.05)
-        return False
-
-
     # -- the Runtime interface (the lifecycle engine, app/engine/executor.py) --
 
     def launch(self, spec: InstanceSpec) -> InstanceHandle:
@@ -332,68 +317,82 @@ class LocalProcessRuntime:
         record.pop("admin_token")
         return record
 
+    # -- helpers -----------------------------------------------------------
 
-@dataclass(frozen=True)
-class InstanceSpec:
-    """What the engine asks a runtime to start: one instance of one database."""
+    def _admin(self, handle: InstanceHandle, path: str) -> dict:
+        response = requests.post(f"{handle.endpoint_url}{path}",
+                                 headers={"Authorization": f"Bearer {handle.admin_token}"},
+                                 timeout=self.request_timeout)
+        response.raise_for_status()
+        return response.json()
 
-    database_id: str
-    instance_id: str                     # unique per start: the swap runs two side by side
-    settings: InstanceSettings           # the runtime sets paths, host and port
-    artifact: SchemaArtifact
-    source_password: str = field(repr=False)
+    def _remember_paused(self, handle: InstanceHandle, paused: bool) -> None:
+        # Kept in the settings file so a restarted worker stays frozen (or not).
+        settings = InstanceSettings.load(handle.settings_path)
+        if settings.replication_paused != paused:
+            dataclasses.replace(settings, replication_paused=paused).write(handle.settings_path)
 
+    def _spawn(self, settings_path: Path, log_path: Path, source_password: str,
+               admin_token: str) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items()
+               if k not in (SOURCE_PASSWORD_ENV, ADMIN_TOKEN_ENV)}
+        env.update({
+            SOURCE_PASSWORD_ENV: source_password,
+            ADMIN_TOKEN_ENV: admin_token,
+            # glibc reads it at start-up: without it every thread may get its
+            # own 64 MiB malloc arena, which the memory limit would count.
+            "MALLOC_ARENA_MAX": "2",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p),
+        })
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [self.python, "-m", "app.instance", "--settings", str(settings_path)],
+                env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        self._children[process.pid] = process
+        return process
 
-class Runtime(Protocol):
-    """How the lifecycle engine starts, watches and steers instances.
+    def _wait_until_up(self, handle: InstanceHandle, process: subprocess.Popen) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise InstanceStartError(
+                    f"the instance exited with code {process.returncode} while starting: "
+                    f"{_tail(handle.log_path)}")
+            try:
+                if requests.get(f"{handle.endpoint_url}/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise InstanceStartError(f"the instance did not answer /health within "
+                                 f"{self.start_timeout:.0f}s: {_tail(handle.log_path)}")
 
-    `LocalProcessRuntime` runs processes on this machine; docs/architecture.md
-    describes how a Kubernetes runtime maps the same calls. A handle is the
-    runtime's own plain data with an `endpoint_url`; `record_of` gives it
-    without secrets (for the store), `handle_from_record` puts the admin token back.
-    """
+    def _is_ours(self, pid: int) -> bool:
+        process = self._children.get(pid)
+        if process is not None:
+            return process.poll() is None
+        # Started by an earlier runtime (the engine restarted): check the pid
+        # still is an instance before signalling it, pids get reused.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return b"app.instance" in cmdline
 
-    def launch(self, spec: InstanceSpec) -> InstanceHandle:
-        """Start an instance; returns once it answers /health (its snapshot may still load)."""
-
-    def stop(self, handle: InstanceHandle) -> None:
-        """Stop the instance; idempotent."""
-
-    def release(self, handle: InstanceHandle) -> None:
-        """Stop the instance and free everything it held; idempotent."""
-
-    def is_alive(self, handle: InstanceHandle) -> bool:
-        """Whether the instance still exists."""
-
-    def instances_of(self, database_id: str) -> list[InstanceHandle]:
-        """Every instance of the database the runtime can see, recorded by the engine or not."""
-
-    def list_instances(self) -> list[InstanceHandle]:
-        """Every instance the runtime can see, of any database (each handle names its database)."""
-
-    def health(self, handle: InstanceHandle) -> dict:
-        """The instance's /health document, or {"status": "unreachable", "reason"}."""
-
-    def reload(self, handle: InstanceHandle) -> dict:
-        """A full snapshot reload now."""
-
-    def pause_replication(self, handle: InstanceHandle) -> dict:
-        """Freeze the snapshot (queries keep being served)."""
-
-    def resume_replication(self, handle: InstanceHandle) -> dict:
-        """Unfreeze the snapshot."""
-
-    def instance_id_of(self, handle: InstanceHandle) -> str:
-        """The `instance_id` of the spec the handle was launched from."""
-
-    def deliver_keys(self, database_id: str, secret: str, keys: dict[str, str | None]) -> None:
-        """Give every instance of the database its query-key secret and live keys."""
-
-    def handle_from_record(self, record: dict, admin_token: str) -> InstanceHandle:
-        """A handle from what `record_of` returned and the admin token."""
-
-    def record_of(self, handle: InstanceHandle) -> dict:
-        """The handle as plain data without secrets."""
+    def _wait_exit(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        process = self._children.get(pid)
+        while time.monotonic() < deadline:
+            if process is not None:
+                if process.poll() is not None:
+                    return True
+            elif not self._is_ours(pid):
+                return True
+            time.sleep(0.05)
+        return False
 
 
 def _free_port(host: str) -> int:
