@@ -25,7 +25,7 @@ class Settings:
     log_level: str = "INFO"
     free_plan_build_credits: int = 100     # builds included in the free plan; paid plans: unlimited
     validate_responses: bool = False       # tests turn this on: every response checked against the spec
-    # The lifecycle engine (docs/lifecycle.md): job queue, leases, reconciler, instances.
+    # The lifecycle engine (docs/architecture.md): job queue, leases, reconciler, instances.
     redis_url: str | None = None           # unset: the job queue lives in the store (PostgreSQL or SQLite)
     queue_name: str = "reflexdb"           # the job queue's name (Redis key prefix / table rows)
     engine_lease_seconds: float = 30.0     # a step's lease; a dead worker's step is taken up after it

@@ -5,7 +5,7 @@ database's lease (one compare-and-set UPDATE), runs the step of the current
 status under a heartbeat, commits the next status only if the generation and
 the lease are unchanged, and loops until a stable status; then it carries out a
 queued goal (`desiredState`) and keeps a running instance in line (alive,
-reload asked for, replication paused or not). See docs/lifecycle.md.
+reload asked for, replication paused or not). See docs/architecture.md, "The lifecycle engine".
 """
 
 from __future__ import annotations
@@ -116,8 +116,6 @@ def needs_work(row: Database | None) -> bool:
         return False
     return (row.status in TRANSITIONAL or bool(row.desired_state)
             or (row.status == "running" and bool(pending_in_place(row))))
-
-
 
 
 def keep_running(ctx: StepContext) -> None:
