@@ -245,7 +245,7 @@ def live_server(stack, tmp_path):
         try:
             if requests.get(f"{base}/health", timeout=1).status_code == 200:
                 break
-        except (requests.ConnectionError, requests.Timeout):   # workers still booting under load
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or too busy to answer in 1 s
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()

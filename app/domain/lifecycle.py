@@ -122,8 +122,9 @@ def refusal(action: str, status: str) -> str:
 
 def request_action(principal: Principal, database_id, action: str, params: dict | None = None) -> dict:
     """Accept a lifecycle action on a database (contract §6) and wake the engine; the 202 body."""
-    if action not in ACTIONS or action == "delete":
-        # Delete is DELETE /databases/{id} (app.domain.databases), a soft delete.
+    if action == "delete":
+        raise InvalidRequest("delete is DELETE /v1/databases/{id} (app.domain.databases.delete_database)")
+    if action not in ACTIONS:
         raise InvalidRequest(f"unknown lifecycle action {action!r}")
     data = _load_params(action, params)
     ident = parse_uuid(database_id, "database id")

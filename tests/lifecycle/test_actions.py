@@ -14,6 +14,7 @@ from tests.lifecycle.conftest import add_build, set_state, stored_database
 from tests.support import assert_error
 
 
+@pytest.mark.both_stores
 class TestRequests:
     def test_provision_from_registered(self, client, database, engine):
         response = client.post(f"/databases/{database['id']}/provision")
@@ -116,6 +117,7 @@ class TestBodies:
                      "invalid_request", "buildId")
 
 
+@pytest.mark.both_stores
 class TestQueued:
     def test_a_later_queued_request_replaces_an_earlier_one(self, client, database, engine):
         set_state(database, status="building")
@@ -139,6 +141,7 @@ def _mint_key(client, database) -> dict:
     return response.json()
 
 
+@pytest.mark.both_stores
 class TestTerminateRevokesKeys:
     @pytest.mark.parametrize("status", ["running", "deploying"])
     def test_keys_are_revoked_in_the_request(self, client, stack, database, status):
@@ -162,6 +165,7 @@ class TestTerminateRevokesKeys:
         assert [k["id"] for k in client.get(f"/databases/{other['id']}/api-keys").json()] == [kept["id"]]
 
 
+@pytest.mark.both_stores
 class TestInPlace:
     def test_requests_accumulate_until_the_engine_has_done_them(self, client, database, engine):
         set_state(database, status="running")
@@ -189,6 +193,7 @@ class TestInPlace:
         assert (row.status, row.operation, row.operation_params) == ("pausing", "pause", None)
 
 
+@pytest.mark.both_stores
 class TestApplyDesiredState:
     """What the engine calls when a database reaches a stable status."""
 

@@ -22,6 +22,7 @@ def plan_of(customer_id) -> str:
         return Customer.get_by_id(customer_id).plan
 
 
+@pytest.mark.both_stores
 class TestSetPlan:
     def test_admin_sets_a_plan(self, admin, client, customer):
         response = admin.patch(f"/admin/customers/{customer[0].id}/plan", {"plan": "teams"})
@@ -60,6 +61,7 @@ class TestSetPlan:
                      401, "unauthorized")
 
 
+@pytest.mark.both_stores
 class TestBuildCredits:
     def test_grant(self, admin, client, customer):
         response = admin.post(f"/admin/customers/{customer[0].id}/build-credits",

@@ -21,6 +21,7 @@ def entries(customer_id) -> list[tuple[int, str | None]]:
         return [(row.amount, row.reason) for row in rows]
 
 
+@pytest.mark.both_stores
 class TestSpending:
     def test_provision_and_rebuild_spend_one_each(self, client, customer, database, credits_allowance):
         credits_allowance(3)

@@ -47,6 +47,7 @@ def deployed_database(database, status="running"):
     return build, instance
 
 
+@pytest.mark.both_stores
 class TestInstanceView:
     def test_registered(self, client, database):
         response = client.get(f"/databases/{database['id']}/instance")
@@ -111,6 +112,7 @@ class TestInstanceView:
         assert_error(other_client.get(f"/databases/{database['id']}/instance"), 404, "not_found")
 
 
+@pytest.mark.both_stores
 class TestPending:
     @pytest.mark.parametrize("status", ["running", "paused"])
     def test_new_credentials_are_pending_until_a_deploy_picks_them_up(self, client, database, status):
