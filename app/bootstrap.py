@@ -1,4 +1,4 @@
-"""Wiring shared by the web app and the CLI: open the store, hand the services their keys."""
+"""Wiring shared by the web app, the CLI and the engine worker: the store, the keys, the engine ports."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from playhouse.migrations import Runner
 
 from app.config import Settings
 from app.domain.environment import Environment, configure
+from app.engine.queue import EngineQueue
+from app.engine.runtime import LocalProcessRuntime
 from app.storage.database import MIGRATIONS_DIR, init_database, is_sqlite, make_database
 from app.storage.secrets import load_secret_box
 
@@ -17,8 +19,8 @@ class StoreNotReady(Exception):
     """The store cannot be used yet (unreachable or not migrated); the message says what to do."""
 
 
-def configure_services(settings: Settings, *, require_migrated: bool = False) -> None:
-    """Point the models at the store and give the services their keys.
+def configure_services(settings: Settings, *, require_migrated: bool = False) -> Environment:
+    """Point the models at the store and give the services their keys and ports; returns the environment.
 
     With `require_migrated`, refuse (StoreNotReady) a store that is unreachable
     or has pending migrations, before anything is written (no key file, no
@@ -29,9 +31,19 @@ def configure_services(settings: Settings, *, require_migrated: bool = False) ->
         check_migrated(database)
     init_database(database)
     box = load_secret_box(settings.secret_keys, settings.data_dir, embedded=is_sqlite())
-    configure(Environment(secret_box=box, region=settings.region,
-                          instances_dir=settings.data_dir / "instances",
-                          free_plan_build_credits=settings.free_plan_build_credits))
+    environment = Environment(
+        secret_box=box, region=settings.region,
+        # Query keys reach instances through the runtime (the local one writes
+        # data_dir/instances/<id>/keys.json); wake-ups go through the job queue.
+        instance_keys=make_runtime(settings), engine=EngineQueue(settings),
+        free_plan_build_credits=settings.free_plan_build_credits)
+    configure(environment)
+    return environment
+
+
+def make_runtime(settings: Settings) -> LocalProcessRuntime:
+    """The instance runtime of this deployment (one process per instance on this machine)."""
+    return LocalProcessRuntime(settings.data_dir.resolve() / "instances", host=settings.instance_host)
 
 
 def check_migrated(database: Database) -> None:

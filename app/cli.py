@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -62,19 +63,33 @@ def cmd_secrets_rotate(_args) -> int:
     return 0
 
 
+# -- the engine: `worker`, and `serve` (API + worker) ------------------------
+
+def cmd_worker(_args) -> int:
+    """Run the lifecycle engine: job consumer plus reconciler (app/engine/worker.py)."""
+    from app.engine.worker import run_worker
+
+    settings = Settings.from_env()
+    return run_worker(settings, configure_services(settings, require_migrated=True))
+
+
 def cmd_serve(args) -> int:
-    """Migrate, then run gunicorn with the project's config (ASGI worker)."""
+    """Migrate, then run the API (gunicorn, ASGI worker) and one engine worker, supervised."""
+    from app.engine.supervisor import Child, supervise
+
     cmd_migrate(args)
-    # gunicorn runs from the project root; keep a relative data dir pointing where it was.
-    os.environ["REFLEXDB_DATA_DIR"] = str(Settings.from_env().data_dir.resolve())
-    argv = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_ROOT / "gunicorn.conf.py")]
+    # The children run from the project root; keep a relative data dir pointing where it was.
+    env = dict(os.environ, REFLEXDB_DATA_DIR=str(Settings.from_env().data_dir.resolve()))
+    api = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_ROOT / "gunicorn.conf.py")]
     if args.bind:
-        argv += ["--bind", args.bind]
+        api += ["--bind", args.bind]
     if args.workers:
-        argv += ["--workers", str(args.workers)]
-    os.chdir(PROJECT_ROOT)
-    os.execv(sys.executable, argv)
-    return 0  # not reached
+        api += ["--workers", str(args.workers)]
+    children = [Child("the API (gunicorn)", api)]
+    if not args.no_worker:
+        children.append(Child("the engine worker", [sys.executable, "-m", "app.cli", "worker"]))
+    logging.basicConfig(level=Settings.from_env().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return supervise(children, cwd=str(PROJECT_ROOT), env=env)
 
 
 # -- account recovery: customers list / set-plan, keys create / list / revoke -------
@@ -176,10 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     secrets_sub.add_parser("rotate", help="re-encrypt every stored secret with the newest key").set_defaults(
         func=cmd_secrets_rotate)
 
-    serve = sub.add_parser("serve", help="migrate, then serve the API with gunicorn")
+    serve = sub.add_parser("serve", help="migrate, then run the API (gunicorn) and an engine worker")
     serve.add_argument("--bind", help="host:port (default 127.0.0.1:8080 or REFLEXDB_BIND)")
-    serve.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
+    serve.add_argument("--workers", type=int, help="API worker processes (default: CPU count)")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="the API only (run `reflexdb worker` elsewhere)")
     serve.set_defaults(func=cmd_serve)
+    sub.add_parser("worker", help="run the lifecycle engine: job consumer and reconciler").set_defaults(
+        func=cmd_worker)
     return parser
 
 

@@ -54,6 +54,16 @@ class Settings:
     access_log: str | None = "-"           # None: no access log
     free_plan_build_credits: int = 100     # builds included in the free plan; paid plans: unlimited
     validate_responses: bool = False       # tests turn this on: every response checked against the spec
+    # The lifecycle engine (docs/architecture.md): job queue, leases, reconciler, instances.
+    redis_url: str | None = None           # unset: the job queue lives in the store (PostgreSQL or SQLite)
+    queue_name: str = "reflexdb"           # the job queue's name (Redis key prefix / table rows)
+    engine_lease_seconds: float = 30.0     # a step's lease; a dead worker's step is taken up after it
+    engine_max_attempts: int = 3           # starts of one step before it ends failed
+    reconcile_seconds: float = 5.0         # how often the reconciler looks at every database
+    deploy_timeout: float = 600.0          # seconds a new instance has to serve its first snapshot
+    source_connect_timeout: int = 10       # seconds to connect to a source (testing_connection, builds)
+    worker_threads: int = 4                # steps one worker runs at once
+    instance_host: str = "127.0.0.1"       # where the local runtime binds instances
     extra: dict = field(default_factory=dict)  # test overrides that have no env var
 
     @classmethod
@@ -78,6 +88,15 @@ class Settings:
             timeout=reader.integer("REFLEXDB_TIMEOUT", 30, 1, 3600),
             access_log=reader.text("REFLEXDB_ACCESS_LOG", "-", max_length=4096, empty=True) or None,
             free_plan_build_credits=reader.integer("REFLEXDB_FREE_PLAN_BUILD_CREDITS", 100, 0, 1_000_000),
+            redis_url=reader.redis_url("REFLEXDB_REDIS_URL"),
+            queue_name=reader.text("REFLEXDB_QUEUE_NAME", "reflexdb", max_length=64),
+            engine_lease_seconds=reader.number("REFLEXDB_ENGINE_LEASE_SECONDS", 30.0, 2.0, 3600.0),
+            engine_max_attempts=reader.integer("REFLEXDB_ENGINE_MAX_ATTEMPTS", 3, 1, 100),
+            reconcile_seconds=reader.number("REFLEXDB_RECONCILE_SECONDS", 5.0, 0.2, 3600.0),
+            deploy_timeout=reader.number("REFLEXDB_DEPLOY_TIMEOUT", 600.0, 1.0, 86400.0),
+            source_connect_timeout=reader.integer("REFLEXDB_SOURCE_CONNECT_TIMEOUT", 10, 1, 600),
+            worker_threads=reader.integer("REFLEXDB_WORKER_THREADS", 4, 1, 64),
+            instance_host=reader.text("REFLEXDB_INSTANCE_HOST", "127.0.0.1", max_length=255),
         )
         reader.finish()
         values.update(overrides)
@@ -122,6 +141,14 @@ class _Reader:
         self._accepts[name] = (f"text of at most {max_length} characters" if empty
                                else f"non-empty text of at most {max_length} characters")
         return self._env.str(name, default, validate=Length(low, max_length))
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        self._accepts[name] = f"a number from {low:g} to {high:g}"
+        return self._env.float(name, default, validate=Range(low, high))
+
+    def redis_url(self, name: str) -> str | None:
+        self._accepts[name] = "empty or a redis:// (or rediss://, unix://) URL"
+        return self._env.str(name, "", validate=_redis_url) or None
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         self._accepts[name] = f"one of {', '.join(choices)}, in any case"
@@ -179,6 +206,11 @@ def _not_a_file(path: Path) -> None:
 def _is_file(path: Path) -> None:
     if not path.is_file():
         raise ValidationError("no such file")
+
+
+def _redis_url(value: str) -> None:
+    if value and urlparse(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValidationError("not a Redis URL")
 
 
 def _store_url(value: str) -> None:

@@ -223,7 +223,7 @@ class TestRotateSecrets:
 
     def test_rotate_then_drop_the_old_key(self, stack, client, connection, database, tmp_path):
         old_key, new_key = stack.settings.secret_keys[0], Fernet.generate_key().decode()
-        keys_path = str(stack.environment.instances_dir / database["id"] / "keys.json")
+        keys_path = str(stack.environment.instance_keys.keys_path(database["id"]))
         first = client.post(f"/databases/{database['id']}/api-keys", {"name": "before"}).json()
         password = SecretBox([old_key]).decrypt(
             stored(Connection, connection["id"]).password_encrypted)

@@ -17,7 +17,6 @@ import requests
 
 from app.build import build_artifact
 from app.contracts.instance_settings import InstanceSettings, SourceSettings
-from app.domain import query_keys
 from app.engine.runtime import LocalProcessRuntime
 from app.sources import SourceCredentials
 from app.storage.models import Connection, Database
@@ -75,7 +74,8 @@ def test_keys_minted_by_the_api_open_and_close_a_real_instance(client, stack, sh
         source=SourceSettings(backend="mysql", host=row.host, port=row.port, user=row.user,
                               schema=db_row.mysql_db),
     )
-    handle = runtime.start(database["id"], settings, artifact, password, query_keys.keys_file(database["id"]))
+    keys_file = stack.environment.instance_keys.keys_path(database["id"])
+    handle = runtime.start(database["id"], settings, artifact, password, str(keys_file))
     try:
         deadline = time.monotonic() + 30
         while not runtime.health(handle).get("serving"):

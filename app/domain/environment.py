@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from app.storage.secrets import SecretBox
@@ -21,17 +20,24 @@ class NoEngine:
         """Nothing to wake; the engine's reconciler finds recorded work on its own."""
 
 
+class InstanceKeys(Protocol):
+    """Where a database's query keys go so its instances can check them (the instance runtime)."""
+
+    def deliver_keys(self, database_id: str, secret: str, keys: dict[str, str | None]) -> None:
+        """Hand over the database's secret and its live keys (keyId -> expiresAt or None)."""
+
+
 @dataclass(frozen=True)
 class Environment:
     secret_box: SecretBox
     region: str = "local"
-    # Where each database's instance files live (keys file, artifact...), one
-    # folder per database id; the local instance runtime reads them from here.
-    instances_dir: Path = Path("data/instances")
     # The lifecycle engine, as the domain sees it: `wake(database_id)` after a
     # commit that left work for it. app.bootstrap wires the real one; the
     # domain never imports app.engine.
     engine: EnginePort = field(default_factory=NoEngine)
+    # Where query keys go so instances can check them: the instance runtime
+    # (app.bootstrap wires it; the local one writes a keys file per database).
+    instance_keys: InstanceKeys | None = None
     # Builds the free plan includes (paid plans are unlimited).
     free_plan_build_credits: int = 100
 

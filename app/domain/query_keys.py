@@ -1,8 +1,9 @@
 """Query keys `rxk_<keyId>.<mac>`: minted here, checked by the instance on its own.
 
 The mac is an HMAC of the keyId under a per-database secret (see
-app.contracts.query_keys). Every change rewrites the database's keys file, which a
-running instance re-reads within about a second: that is how a revocation
+app.contracts.query_keys). Every change hands the live keys to the instance
+runtime (the `instance_keys` port; the local runtime rewrites a keys file that a
+running instance re-reads within about a second): that is how a revocation
 reaches it without the instance ever calling the control plane.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 
-from app.contracts.query_keys import make_query_key, write_keys_file
+from app.contracts.query_keys import make_query_key
 from app.domain import pagination, schemas
 from app.domain.environment import current
 from app.domain.errors import NotFound
@@ -68,20 +69,11 @@ def revoke_all(database: Database) -> int:
 
 
 def publish(database: Database) -> None:
-    """Write the database's keys file: its secret and every live key with its expiry."""
+    """Hand the database's secret and every live key (with its expiry) to its instances."""
     if database.query_key_secret_encrypted is None:
         return
-    folder = current().instances_dir / str(database.id)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys = {key.key_id: schemas.rfc3339(key.expires_at) for key in QueryKey.live_for(database.id)}
-    path = folder / "keys.json"
-    write_keys_file(str(path), _database_secret(database), keys)
-    path.chmod(0o600)
-
-
-def keys_file(database_id) -> str:
-    """Where the keys file of `database_id` lives (for the instance runtime)."""
-    return str(current().instances_dir / str(database_id) / "keys.json")
+    current().instance_keys.deliver_keys(str(database.id), _database_secret(database), keys)
 
 
 def _database_secret(database: Database) -> str:

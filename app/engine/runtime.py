@@ -14,15 +14,18 @@ instance) and carries the admin token, which must be stored as a secret.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 import requests
@@ -34,7 +37,8 @@ from app.contracts.instance_secrets import (
     InstanceSecrets,
     secrets_pipe,
 )
-from app.contracts.instance_settings import InstanceSettings
+from app.contracts.instance_settings import InstanceSettings, SettingsError
+from app.contracts.query_keys import write_keys_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Control-plane settings the instance has no use for: not passed on (DATABASE_URL
@@ -65,6 +69,69 @@ class InstanceHandle:
     @classmethod
     def from_dict(cls, data: dict) -> "InstanceHandle":
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What the engine asks a runtime to start: one instance of one database."""
+
+    database_id: str
+    instance_id: str                     # unique per start: the swap runs two side by side
+    settings: InstanceSettings           # the runtime sets paths, host and port
+    artifact: SchemaArtifact
+    source_password: str = field(repr=False)
+
+
+class Runtime(Protocol):
+    """How the lifecycle engine starts, watches and steers instances.
+
+    `LocalProcessRuntime` runs processes on this machine; docs/architecture.md
+    describes how a Kubernetes runtime maps the same calls. A handle is the
+    runtime's own plain data with an `endpoint_url`; `record_of` gives it
+    without secrets (for the store), `handle_from_record` puts the admin token back.
+    """
+
+    def launch(self, spec: InstanceSpec) -> InstanceHandle:
+        """Start an instance; returns once it answers /health (its snapshot may still load)."""
+
+    def stop(self, handle: InstanceHandle) -> None:
+        """Stop the instance; idempotent."""
+
+    def release(self, handle: InstanceHandle) -> None:
+        """Stop the instance and free everything it held; idempotent."""
+
+    def is_alive(self, handle: InstanceHandle) -> bool:
+        """Whether the instance still exists."""
+
+    def instances_of(self, database_id: str) -> list[InstanceHandle]:
+        """Every instance of the database the runtime can see, recorded by the engine or not."""
+
+    def list_instances(self) -> list[InstanceHandle]:
+        """Every instance the runtime can see, of any database (each handle names its database)."""
+
+    def health(self, handle: InstanceHandle) -> dict:
+        """The instance's /health document, or {"status": "unreachable", "reason"}."""
+
+    def reload(self, handle: InstanceHandle) -> dict:
+        """A full snapshot reload now."""
+
+    def pause_replication(self, handle: InstanceHandle) -> dict:
+        """Freeze the snapshot (queries keep being served)."""
+
+    def resume_replication(self, handle: InstanceHandle) -> dict:
+        """Unfreeze the snapshot."""
+
+    def instance_id_of(self, handle: InstanceHandle) -> str:
+        """The `instance_id` of the spec the handle was launched from."""
+
+    def deliver_keys(self, database_id: str, secret: str, keys: dict[str, str | None]) -> None:
+        """Give every instance of the database its query-key secret and live keys."""
+
+    def handle_from_record(self, record: dict, admin_token: str) -> InstanceHandle:
+        """A handle from what `record_of` returned and the admin token."""
+
+    def record_of(self, handle: InstanceHandle) -> dict:
+        """The handle as plain data without secrets."""
 
 
 class LocalProcessRuntime:
@@ -175,6 +242,95 @@ class LocalProcessRuntime:
         self._remember_paused(handle, False)
         return answer
 
+    # -- the Runtime interface (the lifecycle engine, app/engine/executor.py) --
+
+    def launch(self, spec: InstanceSpec) -> InstanceHandle:
+        """Start the instance `spec` describes, in a working directory of its own.
+
+        One directory per instance (data_dir/instances/<db>/runs/<instance>/), so
+        an old and a new instance of one database run side by side during a swap.
+        """
+        runner = copy.copy(self)   # shares `_children`: this runtime still reaps the process
+        runner.base_dir = self.base_dir / _safe_name(spec.database_id) / "runs" / _safe_name(spec.instance_id)
+        return runner.start(spec.database_id, spec.settings, spec.artifact, spec.source_password,
+                            str(self.keys_path(spec.database_id)))
+
+    def release(self, handle: InstanceHandle, timeout: float = 10.0) -> None:
+        """Stop the instance and delete its working directory; idempotent."""
+        self.stop(handle, timeout)
+        run_dir = Path(handle.work_dir).parent
+        runs = (self.base_dir / _safe_name(handle.database_id) / "runs").resolve()
+        if run_dir.resolve().parent == runs:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    def instances_of(self, database_id: str) -> list[InstanceHandle]:
+        """Every live instance process of `database_id` on this machine, recorded or not."""
+        return [handle for handle in self.list_instances() if handle.database_id == database_id]
+
+    def list_instances(self) -> list[InstanceHandle]:
+        """Every live instance process this runtime started on this machine, recorded or not.
+
+        Found by their command line (`--settings <base_dir>/<db>/runs/<instance>/…`),
+        so an instance a dead worker started and never recorded can still be
+        stopped. The handles carry no admin token: they are for `stop`/`release`.
+        """
+        base = str(self.base_dir.resolve()) + os.sep
+        found = []
+        for process in psutil.process_iter(["pid", "cmdline", "create_time"]):
+            argv = process.info["cmdline"] or []
+            if "app.instance" not in argv or "--settings" not in argv[:-1]:
+                continue
+            pid = process.info["pid"]
+            try:
+                if os.getsid(pid) != pid:
+                    continue   # a child of an instance (its server's worker), not an instance
+            except OSError:
+                continue
+            settings_path = os.path.abspath(argv[argv.index("--settings") + 1])
+            parts = settings_path[len(base):].split(os.sep) if settings_path.startswith(base) else []
+            # <db>/runs/<instance>/<db>/settings.json
+            if len(parts) != 5 or parts[1] != "runs" or parts[0] != parts[3]:
+                continue
+            work_dir = os.path.dirname(settings_path)
+            try:
+                settings = InstanceSettings.load(settings_path)
+                database_id = settings.database_id
+                endpoint = f"http://{_url_host(settings.host)}:{settings.port}"
+            except SettingsError:
+                database_id, endpoint = parts[0], ""
+            found.append(InstanceHandle(database_id=database_id, endpoint_url=endpoint, pid=pid,
+                                        create_time=process.info["create_time"], work_dir=work_dir,
+                                        settings_path=settings_path,
+                                        log_path=os.path.join(work_dir, "instance.log"), admin_token=""))
+        return found
+
+    @staticmethod
+    def instance_id_of(handle: InstanceHandle) -> str:
+        """The `instance_id` the handle was launched with (its run directory's name)."""
+        return Path(handle.work_dir).parent.name
+
+    def keys_path(self, database_id: str) -> Path:
+        """The keys file every instance of `database_id` reads."""
+        return self.base_dir / _safe_name(database_id) / "keys.json"
+
+    def deliver_keys(self, database_id: str, secret: str, keys: dict[str, str | None]) -> None:
+        """Hand the database's query-key secret and live keys to its instances (the keys file)."""
+        path = self.keys_path(database_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_keys_file(str(path), secret, keys)
+        path.chmod(0o600)
+
+    def handle_from_record(self, record: dict, admin_token: str) -> InstanceHandle:
+        """The handle stored by the engine (`record_of`), with its admin token put back."""
+        return InstanceHandle.from_dict({**record, "admin_token": admin_token})
+
+    @staticmethod
+    def record_of(handle: InstanceHandle) -> dict:
+        """The handle as plain data without its secret (the engine stores the token encrypted)."""
+        record = handle.to_dict()
+        record.pop("admin_token")
+        return record
+
     # -- helpers -----------------------------------------------------------
 
     def _admin(self, handle: InstanceHandle, path: str) -> dict:
@@ -279,4 +435,4 @@ def _tail(log_path: str, lines: int = 15) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
 
 
-__all__ = ["InstanceHandle", "InstanceStartError", "LocalProcessRuntime"]
+__all__ = ["InstanceHandle", "InstanceSpec", "InstanceStartError", "LocalProcessRuntime", "Runtime"]

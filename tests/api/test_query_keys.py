@@ -15,7 +15,8 @@ from tests.support import ISO_Z, UUID, assert_error
 
 
 def keys_file(stack, database) -> str:
-    return str(stack.environment.instances_dir / database["id"] / "keys.json")
+    # The local instance runtime delivers keys as a file instances read (the instance_keys port).
+    return str(stack.environment.instance_keys.keys_path(database["id"]))
 
 
 def verifies(stack, database, key) -> bool:
