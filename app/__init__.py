@@ -21,6 +21,7 @@ def create_app(settings=None):
 
     from app.api.errors import register_error_handlers
     from app.api.limits import RequestGuard
+    from app.api.reference import SpecDocuments
     from app.api.validation import validator_map
     from app.bootstrap import configure_services
     from app.config import Settings
@@ -44,6 +45,7 @@ def create_app(settings=None):
     register_error_handlers(app)
     app.add_middleware(RequestGuard, position=MiddlewarePosition.BEFORE_SWAGGER,
                        max_bytes=settings.max_body_bytes)
+    app.add_middleware(SpecDocuments, position=MiddlewarePosition.BEFORE_SWAGGER, spec_path=settings.spec_path)
 
     # One store connection per request, returned to the pool when the request ends.
     flask_app = app.app
