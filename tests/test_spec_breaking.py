@@ -214,8 +214,9 @@ class Repo:
 
     def release(self, version, notes):
         self.change(lambda s: s["info"].update(version=version))
-        text = (self.root / "CHANGELOG.md").read_text()
-        (self.root / "CHANGELOG.md").write_text(text.replace("# Changelog\n", f"# Changelog\n\n## [{version}]\n{notes}\n"))
+        changelog = self.root / "CHANGELOG.md"
+        section = f"# Changelog\n\n## [{version}]\n{notes}\n"
+        changelog.write_text(changelog.read_text().replace("# Changelog\n", section))
 
     def check(self, *args):
         done = subprocess.run([sys.executable, str(SCRIPT), "breaking", "--spec", str(self.spec), *args],
