@@ -238,8 +238,10 @@ def default_base(repo: Path, spec_rel: str, spec_text: str) -> tuple[str, str] |
         return merge_base, f"where this branch left {main}"
     if spec_at(repo, "HEAD", spec_rel) != spec_text:
         return "HEAD", "the last commit: the spec has uncommitted changes"
-    last = _git(repo, "log", "-n", "1", "--format=%H", "HEAD", "--", spec_rel)
-    parent = last and _git(repo, "rev-parse", "--verify", "--quiet", f"{last}^")
+    # Along main's own history: after a merge, the commit that changed the spec is the merge,
+    # and its first parent is main before the whole branch came in.
+    last = _git(repo, "log", "-n", "1", "--first-parent", "--format=%H", "HEAD", "--", spec_rel)
+    parent = last and _git(repo, "rev-parse", "--verify", "--quiet", f"{last}^1")
     if not parent:
         return None
     return parent, f"the spec before {last[:10]}, the last commit that changed it"

@@ -287,6 +287,23 @@ def test_on_main_the_base_is_the_spec_before_its_last_change(redocly, repo):  # 
     assert f"against {before} (the spec before {breaking_commit[:10]}, the last commit that changed it)" in output
 
 
+def test_on_main_after_a_merge_the_base_is_main_before_the_branch(redocly, repo):  # noqa: F811
+    before = repo.git("rev-parse", "HEAD")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.change(_remove_list)
+    repo.commit("drop the list")
+    repo.change(ADDITIVE["new response field"])
+    repo.commit("then add a field")
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "Merge branch 'feature'", "feature")
+    merge = repo.git("rev-parse", "HEAD")
+    status, output = repo.check()
+    # The branch's last commit alone is additive; the merge as a whole removes an operation.
+    assert status == 1, output
+    assert f"against {before} (the spec before {merge[:10]}, the last commit that changed it)" in output
+    assert "GET /connections: Operation `GET /connections` was removed." in output
+
+
 def test_on_main_uncommitted_edits_are_compared_with_head(redocly, repo):  # noqa: F811
     repo.change(_remove_list)
     status, output = repo.check()
