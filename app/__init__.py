@@ -23,6 +23,7 @@ def create_app(settings=None):
     from app.api.errors import register_error_handlers
     from app.api.limits import RequestGuard, install_work_slots
     from app.api.routing import PathRoutingMiddleware
+    from app.api.reference import SpecDocuments
     from app.api.validation import validator_map
     from app.bootstrap import configure_services
     from app.config import Settings
@@ -50,6 +51,7 @@ def create_app(settings=None):
     register_error_handlers(app)
     app.add_middleware(RequestGuard, position=MiddlewarePosition.BEFORE_SWAGGER,
                        max_bytes=settings.max_body_bytes)
+    app.add_middleware(SpecDocuments, position=MiddlewarePosition.BEFORE_SWAGGER, spec_path=settings.spec_path)
 
     # At most one store connection per request, returned to the pool when the request ends.
     flask_app = app.app
