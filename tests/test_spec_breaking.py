@@ -120,9 +120,9 @@ ADDITIVE = {
         "post": {"operationId": "test_connection", "summary": "Test a connection",
                  "responses": {"204": {"description": "Reachable."},
                                "500": {"$ref": "#/components/responses/InternalError"}}}}}),
-    "new optional parameter": lambda s: _operation(s, "/connections", "get").update(parameters=[{
-        "name": "limit", "in": "query", "description": "Page size.",
-        "schema": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 500}}]),
+    "new optional parameter": lambda s: _operation(s, "/connections", "get").setdefault("parameters", []).append({
+        "name": "nameContains", "in": "query", "description": "Only connections whose name contains this.",
+        "schema": {"type": "string", "maxLength": 100}}),
     "request bound widened": lambda s: _schema(s, "ConnectionCreate")["properties"]["mysqlHost"].update(
         maxLength=500),
     "new error response": lambda s: _operation(s, "/connections", "get")["responses"].update(
