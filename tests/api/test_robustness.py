@@ -200,6 +200,9 @@ def allowed(methods: list[str]) -> str:
 
 
 class TestRoutingDetails:
+    """app/api/routing.py overrides Connexion's RoutingAPI._add_operation_internal (not public
+    API): these tests guard it, and setup.cfg pins connexion to the minor version they pass on."""
+
     @pytest.mark.parametrize("path,methods", spec_paths().items())
     def test_options_and_wrong_methods_list_every_method_of_the_path(self, client, path, methods):
         for method in ("OPTIONS", "TRACE", *({"PUT", "PATCH", "DELETE", "POST"} - set(methods))):
