@@ -136,40 +136,38 @@ def _problem(error, terms: Terms) -> str:
     kind, limit, value = error.validator, error.validator_value, error.instance
     if kind == "type":
         return f"must be {_wanted(limit, terms)}, got {terms.kind(value)}"
-    if kind == "minLength":
-        return f"must be at least {limit} character{'s' if limit != 1 else ''} long"
-    if kind == "maxLength":
-        return f"must be at most {limit} characters long"
-    if kind == "minimum":
-        return f"{value} is less than the minimum of {limit}"
-    if kind == "maximum":
-        return f"{value} is greater than the maximum of {limit}"
-    if kind == "minItems":
-        return f"must have at least {limit} item{'s' if limit != 1 else ''}"
-    if kind == "maxItems":
-        return f"must have at most {limit} items (it has {len(value)})"
+    if kind in ("minLength", "maxLength"):
+        bound = "at least" if kind == "minLength" else "at most"
+        return f"must be {bound} {_count(limit, 'character', 'characters')} long"
+    if kind in ("minimum", "maximum"):
+        return f"{value} is {'less' if kind == 'minimum' else 'greater'} than the {kind} of {limit}"
+    if kind in ("minItems", "maxItems", "minProperties", "maxProperties"):
+        choices = list(error.schema.get("properties", {}))
+        if kind == "maxProperties" and limit == 1 and len(choices) == 2:
+            return f"give either {choices[0]!r} or {choices[1]!r}, not both"
+        size = _count(limit, "item", "items") if "Items" in kind else _count(limit, "entry", "entries")
+        # Past a maximum, say how far: a long list is hard to count by eye.
+        return f"must have at least {size}" if kind.startswith("min") else \
+            f"must have at most {size} (it has {len(value)})"
     if kind == "uniqueItems":
         return f"items must be unique: {_repeated(value)!r} appears more than once"
-    if kind == "minProperties":
-        return f"must have at least {limit} entr{'ies' if limit != 1 else 'y'}"
-    if kind == "maxProperties":
-        choices = list(error.schema.get("properties", {}))
-        if limit == 1 and len(choices) == 2:
-            return f"give either {choices[0]!r} or {choices[1]!r}, not both"
-        return f"must have at most {limit} entries (it has {len(value)})"
     if kind == "enum":
         return f"{value!r} is not one of {', '.join(map(str, limit))}"
     if kind == "const":
         return f"must be {limit!r}"
+    if kind == "format" and limit == "date-time":
+        return f"{value!r} is not an RFC 3339 date-time with an offset, e.g. 2030-01-01T00:00:00Z"
     if kind == "format":
-        if limit == "date-time":
-            return f"{value!r} is not an RFC 3339 date-time with an offset, e.g. 2030-01-01T00:00:00Z"
         return f"{value!r} is not a valid {limit}"
+    if kind == "pattern" and limit in terms.patterns:
+        return f"{value!r} {terms.patterns[limit]}"
     if kind == "pattern":
-        if limit in terms.patterns:
-            return f"{value!r} {terms.patterns[limit]}"
         return f"{value!r} has the wrong format ({error.schema.get('description', limit)})"
     return error.message
+
+
+def _count(number: int, one: str, several: str) -> str:
+    return f"{number} {one if number == 1 else several}"
 
 
 def _repeated(items):

@@ -4,6 +4,7 @@ each answers a 4xx `{error, message}` naming what is wrong, never a 500."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -192,7 +193,8 @@ def spec_paths() -> dict[str, list[str]]:
 
 
 def concrete(path: str) -> str:
-    return path.replace("{connectionId}", NIL).replace("{databaseId}", NIL).replace("{keyId}", NIL)
+    """The path with a well-formed id in every parameter (`{databaseId}`, `{apiKeyId}`...)."""
+    return re.sub(r"\{[^}]+\}", NIL, path)
 
 
 def allowed(methods: list[str]) -> str:
