@@ -22,8 +22,8 @@ def create_app(settings=None):
 
     from app.api.errors import register_error_handlers
     from app.api.limits import RequestGuard, install_work_slots
-    from app.api.routing import PathRoutingMiddleware
     from app.api.reference import SpecDocuments
+    from app.api.routing import PathRoutingMiddleware
     from app.api.validation import validator_map
     from app.bootstrap import configure_services
     from app.config import Settings
@@ -57,7 +57,9 @@ def create_app(settings=None):
     flask_app = app.app
     # Connexion runs Flask on an a2wsgi pool of 10 threads and offers no setting
     # for it; threads fighting over the GIL cost throughput, so size it by
-    # measurement (scripts/bench_api.py, docs/benchmarks.md).
+    # measurement (scripts/bench_api.py, docs/benchmarks.md). `_middleware_app` is
+    # private: setup.cfg pins connexion to the minor version tests/test_cli.py
+    # (test_thread_pool_size_is_applied) passes on.
     app._middleware_app.asgi_app = WSGIMiddleware(flask_app.wsgi_app, workers=settings.threads)
     install_work_slots(flask_app, settings.threads)
 

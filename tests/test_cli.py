@@ -267,7 +267,10 @@ class TestRotateSecrets:
 
 
 def test_thread_pool_size_is_applied(tmp_path):
-    """REFLEXDB_THREADS reaches the pool Connexion runs Flask on (it has no setting of its own)."""
+    """REFLEXDB_THREADS reaches the pool Connexion runs Flask on (it has no setting of its own).
+
+    This test guards Connexion's private `_middleware_app`, which app/__init__.py relies on:
+    setup.cfg pins connexion to the minor version it passes on (>=3.3,<3.4)."""
     from app import create_app
     from app.config import Settings
 

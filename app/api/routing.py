@@ -5,6 +5,9 @@ listing only the methods of the first operation it tried (`Allow: GET, HEAD` whe
 also takes POST), and Starlette redirects `/connections/` to an absolute `http://` URL.
 Here each path is one route that knows all its operations, and a trailing slash is simply
 an unknown path (404).
+
+`_add_operation_internal` is not Connexion's public API: setup.cfg pins connexion to the
+minor version tests/api/test_robustness.py (TestRoutingDetails) passes on.
 """
 
 from __future__ import annotations

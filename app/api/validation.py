@@ -21,69 +21,15 @@ from jsonschema import Draft4Validator, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
+from app.contracts.messages import JSON_TERMS, describe_schema_error, line_column, sentence
+
 # JSON bodies get the same bounds as reflexdb.yaml.
 from app.contracts.schema_config import MAX_DEPTH, MAX_INTEGER_DIGITS
 
-UUID_PATTERN_PREFIX = "^[0-9a-fA-F]{8}-"
-_JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number",
-               "boolean": "true or false", "array": "an array", "object": "an object"}
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
-def _path(parts) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
 
 def describe(error: ValidationError, name: str = "") -> str:
-    """One sentence: `<field>: <what is wrong>`."""
-    path = _path(error.absolute_path) or name
-    kind, limit, value = error.validator, error.validator_value, error.instance
-    if kind == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return f"{path + '.' if path else ''}{missing}: is required"
-    if kind == "additionalProperties":
-        extra = sorted(set(value) - set(error.schema.get("properties", {})))
-        where = f" in {path}" if path else ""
-        allowed = ", ".join(error.schema.get("properties", {}))
-        return (f"unknown or read-only field{'s' if len(extra) > 1 else ''} "
-                f"{', '.join(repr(e) for e in extra)}{where}; accepted fields: {allowed}")
-    if kind == "type":
-        if not path:
-            return "the request body must be a JSON object"
-        if value is None:
-            return f"{path}: must not be null; leave the field out to keep its value"
-        expected = limit if isinstance(limit, str) else limit[0]
-        return f"{path}: must be {_JSON_TYPES.get(expected, expected)}, got {_json_type(value)}"
-    messages = {
-        "minLength": lambda: f"must be at least {limit} character{'s' if limit != 1 else ''} long",
-        "maxLength": lambda: f"must be at most {limit} characters long",
-        "minimum": lambda: f"{value} is less than the minimum of {limit}",
-        "maximum": lambda: f"{value} is greater than the maximum of {limit}",
-        "minItems": lambda: f"must have at least {limit} item{'s' if limit != 1 else ''}",
-        "maxItems": lambda: f"must have at most {limit} items",
-        "uniqueItems": lambda: "items must be unique",
-        "enum": lambda: f"{value!r} is not one of {', '.join(map(str, limit))}",
-        "format": lambda: (f"{value!r} is not an RFC 3339 date-time with an offset, e.g. 2030-01-01T00:00:00Z"
-                           if limit == "date-time" else f"{value!r} is not a valid {limit}"),
-        "pattern": lambda: (f"{value!r} is not a valid UUID" if str(limit).startswith(UUID_PATTERN_PREFIX)
-                            else f"{value!r} has the wrong format ({error.schema.get('description', limit)})"),
-    }
-    text = messages[kind]() if kind in messages else error.message
-    return f"{path}: {text}" if path else text
+    """One sentence: `<field>: <what is wrong>` (`name`: a parameter's name)."""
+    return sentence(*describe_schema_error(error, JSON_TERMS, root=name))
 
 
 class BodyProblem(Exception):
@@ -132,8 +78,7 @@ def _check_bounds(text: str) -> None:
 
 
 def _where(text: str, position: int) -> str:
-    line = text.count("\n", 0, position) + 1
-    column = position - text.rfind("\n", 0, position)
+    line, column = line_column(text, position)
     return f"line {line} column {column} (char {position})"
 
 

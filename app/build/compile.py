@@ -14,16 +14,20 @@ Naming rules (stable: they do not depend on which relations a config filters out
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 
 from app.contracts import artifact
+from app.contracts.messages import field_path
 from app.contracts.schema_config import ALIAS_PATTERN, ConfigError, load_config
 from app.sources.base import ForeignKey, SourceSchema, SourceTable
 
 _IDENTIFIER = re.compile(ALIAS_PATTERN)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+# How alike a name must be to be suggested (difflib's ratio): `titel` for `title` is 0.8.
+_CLOSE_ENOUGH = 0.7
 
 
 @dataclass
@@ -47,9 +51,8 @@ class _Plan:
     reverse: list[tuple[str, _Plan, ForeignKey]] = field(default_factory=list)
 
     def path(self, *parts) -> str:
-        base = f"tables[{self.index}]" if self.index is not None else ""
-        tail = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
-        return (base + tail).lstrip(".")
+        entry = ("tables", self.index) if self.index is not None else ()
+        return field_path(*entry, *parts)
 
 
 def compile_artifact(source_schema: SourceSchema, config: dict | str | None = None
@@ -324,7 +327,9 @@ def _listing(names) -> str:
 
 
 def _did_you_mean(name: str, candidates) -> str:
+    """A hint naming the candidate `name` was probably meant to be: other case or a typo."""
+    by_folded: dict[str, str] = {}
     for candidate in candidates:
-        if candidate.lower() == name.lower():
-            return f" (did you mean {candidate!r}?)"
-    return ""
+        by_folded.setdefault(candidate.casefold(), candidate)
+    close = difflib.get_close_matches(name.casefold(), by_folded, n=1, cutoff=_CLOSE_ENOUGH)
+    return f" (did you mean {by_folded[close[0]]!r}?)" if close else ""

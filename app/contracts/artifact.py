@@ -75,10 +75,8 @@ class Table:
 
     def column(self, field_name: str) -> Column | None:
         """The exposed column called `field_name`, or None."""
-        for column in self.columns:
-            if column.field == field_name and not column.hidden:
-                return column
-        return None
+        return next((column for column in self.columns
+                     if column.field == field_name and not column.hidden), None)
 
 
 @dataclass(frozen=True)
@@ -115,10 +113,7 @@ class SchemaArtifact:
         object.__setattr__(self, "relations", tuple(self.relations))
 
     def table(self, alias: str) -> Table | None:
-        for table in self.tables:
-            if table.alias == alias:
-                return table
-        return None
+        return next((table for table in self.tables if table.alias == alias), None)
 
     def relations_of(self, alias: str) -> tuple[Relation, ...]:
         return tuple(r for r in self.relations if r.table == alias)

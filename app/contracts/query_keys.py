@@ -4,8 +4,8 @@ A query key is `rxk_<keyId>.<mac>` where `mac` is HMAC-SHA256 over the keyId
 (UTF-8) keyed with the database's secret (UTF-8), encoded as URL-safe base64
 without padding (43 characters). `keyId` is 1-64 of `[A-Za-z0-9_-]`.
 
-The control plane writes, atomically (temp file + rename), a keys file per
-database:
+The control plane writes, atomically (temp file + rename) and readable by its
+owner only, a keys file per database:
 
     {"secret": "<per-database secret>",
      "keys": {"<keyId>": {"expiresAt": null | "2030-01-01T00:00:00Z"}}}
@@ -21,11 +21,12 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
-import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
+
+from app.contracts.files import write_atomic
+from app.contracts.timestamps import parse_rfc3339
 
 KEY_PREFIX = "rxk_"
 KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -48,12 +49,10 @@ def make_query_key(secret: str, key_id: str) -> str:
 
 
 def write_keys_file(path: str, secret: str, keys: dict[str, str | None]) -> None:
-    """Write a keys file atomically: `keys` maps keyId -> expiresAt (RFC 3339) or None."""
+    """Write a keys file atomically, readable by its owner only (it holds the secret):
+    `keys` maps keyId -> expiresAt (RFC 3339) or None."""
     data = {"secret": secret, "keys": {k: {"expiresAt": v} for k, v in keys.items()}}
-    tmp = f"{path}.tmp{os.getpid()}.{threading.get_ident()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data), private=True)
 
 
 @dataclass(frozen=True)
@@ -70,15 +69,8 @@ def parse_keys_file(data: dict) -> KeySet:
     expires: dict[str, datetime | None] = {}
     for key_id, entry in (data.get("keys") or {}).items():
         raw = (entry or {}).get("expiresAt")
-        expires[key_id] = None if raw is None else _parse_time(raw)
+        expires[key_id] = None if raw is None else parse_rfc3339(raw)
     return KeySet(secret, expires)
-
-
-def _parse_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value
 
 
 __all__ = ["KEY_PREFIX", "KEY_ID_PATTERN", "TOKEN_PATTERN", "KeySet", "make_query_key", "parse_keys_file",

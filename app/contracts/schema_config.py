@@ -24,6 +24,7 @@ lists them).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import jsonschema
 import yaml
@@ -31,6 +32,8 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.reader import ReaderError
 from yaml.resolver import Resolver
+
+from app.contracts.messages import YAML_TERMS, describe_schema_error, field_path, line_column, sentence
 
 try:  # libyaml scans and parses about ten times faster than PyYAML's pure Python
     from yaml._yaml import CParser as _EventParser
@@ -146,21 +149,10 @@ class ConfigError(Exception):
     """
 
     def __init__(self, path: str, message: str, errors: list[tuple[str, str]] | None = None):
-        super().__init__(f"{path}: {message}" if path else message)
+        super().__init__(sentence(path, message))
         self.path = path
         self.message = message
         self.errors = errors or [(path, message)]
-
-
-def format_path(parts) -> str:
-    """['tables', 2, 'columns', 0] -> 'tables[2].columns[0]'."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
 
 
 def load_config(source) -> dict:
@@ -205,28 +197,28 @@ def _check_values(config: dict) -> None:
             raise ConfigError("", f"the schema config holds more than {MAX_VALUES:,} keys and "
                                   f"values; that is the limit")
         if isinstance(value, str):
-            _check_text(value, format_path(path))
+            _check_text(value, field_path(*path))
         elif isinstance(value, int) and not isinstance(value, bool):
             if abs(value) >= 10 ** MAX_INTEGER_DIGITS:
-                raise ConfigError(format_path(path), f"the number is too large (at most "
+                raise ConfigError(field_path(*path), f"the number is too large (at most "
                                                      f"{MAX_INTEGER_DIGITS} digits)")
         elif isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
-                raise ConfigError(format_path(path), f"nested deeper than {MAX_DEPTH} levels")
+                raise ConfigError(field_path(*path), f"nested deeper than {MAX_DEPTH} levels")
             if isinstance(value, dict):
                 for key in value:
                     if not isinstance(key, str):
-                        raise ConfigError(format_path(path), f"key {key!r} is {_kind(key)}: "
+                        raise ConfigError(field_path(*path), f"key {key!r} is {_TERMS.kind(key)}: "
                                                              f"keys are names (text)")
                     count += 1
-                    _check_text(key, format_path(path), "a key ")
+                    _check_text(key, field_path(*path), "a key ")
                 children = [(path + (key,), item) for key, item in value.items()]
             else:
                 children = [(path + (index,), item) for index, item in enumerate(value)]
             # Reversed onto the stack so the first problem in document order is reported.
             stack.extend((child, item, depth + 1) for child, item in reversed(children))
         elif isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(format_path(path), f"{value!r} is not a number")
+            raise ConfigError(field_path(*path), f"{value!r} is not a number")
 
 
 def _check_text(text: str, path: str, what: str = "") -> None:
@@ -288,7 +280,7 @@ class _Loader(Composer, _EventParser, SafeConstructor, Resolver):
             where = _yaml_position(key_node.start_mark)
             if not isinstance(key, str):
                 written = f" {key_node.value}" if isinstance(key_node, yaml.ScalarNode) else ""
-                raise ConfigError(where, f"key{written} is {_kind(key)}: keys are names; "
+                raise ConfigError(where, f"key{written} is {_TERMS.kind(key)}: keys are names; "
                                          f"write it in quotes")
             if key in keys:
                 raise ConfigError(where, f"key {key!r} appears twice")
@@ -332,7 +324,7 @@ def _parse_yaml(text) -> object:
     except ReaderError as exc:
         # libyaml reports a byte offset into the UTF-8 text.
         before = text.encode("utf-8")[:exc.position].decode("utf-8", "ignore")
-        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        line, column = line_column(before, len(before))
         raise ConfigError(f"line {line} column {column}", f"not valid YAML: {exc.reason}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -345,8 +337,10 @@ def _parse_yaml(text) -> object:
 
 # -- validation errors in plain words ------------------------------------------
 
-_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
-               "integer": "a whole number", "number": "a number", "boolean": "true or false"}
+_TERMS = replace(YAML_TERMS, patterns={
+    ALIAS_PATTERN: "is not a valid name: use a letter or underscore, then letters, digits or underscores",
+    NAME_PATTERN: "must not contain control characters",
+})
 
 
 def _error_order(error) -> tuple:
@@ -355,82 +349,9 @@ def _error_order(error) -> tuple:
             error.validator != "required")
 
 
-def _kind(value) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return "null" if value is None else type(value).__name__
-
-
 def _describe(error) -> tuple[str, str]:
     """(path, message) for one jsonschema error."""
     path = list(error.absolute_path)
-    value = error.instance
-    kind, expected = error.validator, error.validator_value
-    if kind == "required":
-        missing = [key for key in expected if key not in value]
-        return format_path(path), f"missing required key {missing[0]!r}"
-    if kind == "additionalProperties" and expected is False:
-        allowed = set(error.schema.get("properties", {}))
-        unknown = sorted(key for key in value if key not in allowed)
-        known = ", ".join(sorted(allowed))
-        return format_path(path + [unknown[0]]), (f"unknown key {unknown[0]!r}; "
-                                                  f"allowed keys: {known}")
-    if kind == "dependentRequired":
-        for key, needed in expected.items():
-            if key in value:
-                for other in needed:
-                    if other not in value:
-                        return format_path(path), f"{key!r} needs {other!r} too"
-    if "propertyNames" in error.absolute_schema_path:
-        # jsonschema reports a bad key with the key itself as the instance.
-        return format_path(path + [value]), f"key {_plain(error)}"
-    if path and path[-1] == "version" and kind == "const":
-        return format_path(path), f"unsupported version {value!r}: the only version is 1"
-    return format_path(path), _plain(error)
-
-
-def _plain(error) -> str:
-    kind, expected, value = error.validator, error.validator_value, error.instance
-    if kind == "type":
-        names = expected if isinstance(expected, list) else [expected]
-        wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in names)
-        return f"must be {wanted}, not {_kind(value)}"
-    if kind == "minLength":
-        return "must not be empty"
-    if kind == "maxLength":
-        return f"must be at most {expected} characters long (it has {len(value)})"
-    if kind == "pattern":
-        if expected == ALIAS_PATTERN:
-            return (f"{value!r} is not a valid name: use a letter or underscore, "
-                    f"then letters, digits or underscores")
-        return f"{value!r} must not contain control characters"
-    if kind == "minItems":
-        return f"must list at least {expected} item{'s' if expected != 1 else ''}"
-    if kind == "maxItems":
-        return f"must list at most {expected} items (it has {len(value)})"
-    if kind == "uniqueItems":
-        seen, duplicate = set(), None
-        for item in value:
-            marker = repr(item)
-            if marker in seen:
-                duplicate = item
-                break
-            seen.add(marker)
-        return f"lists {duplicate!r} more than once"
-    if kind == "minProperties":
-        return "must not be empty"
-    if kind == "maxProperties":
-        if expected == 1:
-            return "give either 'include' or 'exclude', not both"
-        return f"must have at most {expected} entries"
-    if kind == "const":
-        return f"must be {expected!r}"
-    return error.message
+    if path and path[-1] == "version" and error.validator == "const":
+        return field_path(*path), f"unsupported version {error.instance!r}: the only version is 1"
+    return describe_schema_error(error, _TERMS)

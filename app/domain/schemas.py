@@ -26,6 +26,8 @@ from marshmallow import (
 )
 
 from app.contracts.backends import API_BACKENDS, DEFAULT_PORTS, SYNC_MODES
+from app.contracts.messages import field_path
+from app.contracts.timestamps import rfc3339
 from app.domain import catalog
 from app.domain.errors import InvalidRequest
 
@@ -42,21 +44,6 @@ CUSTOM_DOMAIN = validate.Regexp(
     error="must be a DNS label: lowercase letters, digits and inner hyphens, at most 63 characters",
 )
 HH_MM = validate.Regexp(r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$", error="must be a time as HH:MM (UTC)")
-
-
-def field_path(*parts) -> str:
-    """A field's place in a request as every message spells it: `instance.mysqlDb`, `tags[0].color`."""
-    text = ""
-    for part in parts:
-        if part is None or part == "":
-            continue
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def rfc3339(value: dt.datetime | None) -> str | None:
-    """A stored (naive UTC) timestamp as RFC 3339 with a `Z`, to the microsecond."""
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _unique(values):

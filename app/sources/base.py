@@ -8,12 +8,14 @@ snapshot storage types of `app.contracts.artifact`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Self
 
 from app.contracts import artifact
 from app.contracts.backends import READABLE_BACKENDS as BACKENDS
+from app.contracts.sql import quote_identifier
 
 # Default PostgreSQL database when the credentials name none. The contract's
 # connection has no database field, so `SourceCredentials.for_target` also
@@ -129,10 +131,7 @@ class SourceTable:
         object.__setattr__(self, "foreign_keys", tuple(self.foreign_keys))
 
     def column(self, name: str) -> SourceColumn | None:
-        for column in self.columns:
-            if column.name == name:
-                return column
-        return None
+        return next((column for column in self.columns if column.name == name), None)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -149,10 +148,7 @@ class SourceSchema:
         object.__setattr__(self, "tables", tuple(self.tables))
 
     def table(self, name: str) -> SourceTable | None:
-        for table in self.tables:
-            if table.name == name:
-                return table
-        return None
+        return next((table for table in self.tables if table.name == name), None)
 
 
 # -- the adapter interface ---------------------------------------------------
@@ -161,6 +157,9 @@ class Source:
     """An open connection to one source schema. Use as a context manager."""
 
     backend = ""
+    server = ""                  # the server's name in messages: "MySQL", "PostgreSQL"
+    driver_errors: tuple = ()    # what the driver raises for the server, the network or the SQL
+    _connection = None           # the driver's connection; None when closed
 
     def __init__(self, credentials: SourceCredentials, *, connect_timeout: int = 10):
         self.credentials = credentials
@@ -212,7 +211,66 @@ class Source:
         return self.row_count_estimates().get(name)
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the connection; a driver error on the way out is ignored (it is gone either way)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(*self.driver_errors):
+                connection.close()
+
+    # -- what every adapter says and reads the same way ------------------------
+
+    def _login(self) -> dict:
+        """The driver's keyword arguments to log in with. Never a DSN string: the password
+        stays out of every text the driver or its C library might echo."""
+        c = self.credentials
+        return {"host": c.host, "port": int(c.port), "user": c.user, "password": c.password,
+                "connect_timeout": self.connect_timeout}
+
+    def _unreachable(self, doing: str, detail: str) -> SourceError:
+        c = self.credentials
+        return SourceError("unreachable", f"cannot reach the {self.server} server at {c.host}:{c.port} "
+                           f"while {doing}: check the host, the port and that the server accepts "
+                           f"connections from this service ({detail})")
+
+    def _rejected(self, who_may_connect: str) -> SourceError:
+        c = self.credentials
+        return SourceError("auth_failed", f"the {self.server} server at {c.host}:{c.port} rejected user "
+                           f"{c.user!r}: check the user name and password, and that {who_may_connect}")
+
+    def _failed(self, doing: str, detail: str) -> SourceError:
+        c = self.credentials
+        return SourceError("source_error", f"the {self.server} server at {c.host}:{c.port} failed "
+                           f"while {doing}: {detail}")
+
+    def _tables_denied(self, denied: list[str], where: str, grant: str) -> SourceError:
+        """`denied`: the tables the user may not read, `where` they are (`database 'shop'`)."""
+        shown = ", ".join(repr(name) for name in denied[:5])
+        more = f" and {len(denied) - 5} more" if len(denied) > 5 else ""
+        return SourceError("access_denied", f"user {self.credentials.user!r} may not read table "
+                           f"{shown}{more} in {where}: grant it SELECT on {grant}")
+
+    @staticmethod
+    def _columns_found(table: artifact.Table, found: dict, where: str) -> list:
+        """`found[name]` for each of `table`'s columns, in order; a table or column that left
+        the source since the build is an error that says to rebuild."""
+        if not found:
+            raise SourceError("source_error", f"table {table.name!r} no longer exists in {where}: "
+                              f"rebuild the database")
+        for column in table.columns:
+            if column.name not in found:
+                raise SourceError("source_error", f"column {column.name!r} no longer exists on "
+                                  f"table {table.name!r}: rebuild the database")
+        return [found[column.name] for column in table.columns]
+
+    def _select_rows(self, table: artifact.Table, expressions: list[str],
+                     where: tuple[str, list] | None) -> tuple[str, list]:
+        """The statement `stream_rows` runs and its parameters (a list even when empty: the
+        statement is always %-formatted, see quote_identifier)."""
+        schema, name = (quote_identifier(part, self.backend) for part in (self.credentials.schema, table.name))
+        sql = f"SELECT {', '.join(expressions)} FROM {schema}.{name}"
+        if where is None:
+            return sql, []
+        return f"{sql} WHERE ({where[0]})", list(where[1])
 
 
 def assemble_schema(backend: str, schema: str, names, columns: dict, primary_keys: dict,
@@ -236,3 +294,9 @@ def assemble_schema(backend: str, schema: str, names, columns: dict, primary_key
                 for constraint, (target, cols, target_cols) in sorted(foreign_keys[name].items())))
         for name in names)
     return SourceSchema(backend=backend, schema=schema, tables=tables)
+
+
+def converted_batches(cursor, batch_size: int, convert) -> Iterator[list[tuple]]:
+    """The rows of an executed `cursor`, `batch_size` at a time, each through `convert`."""
+    while rows := cursor.fetchmany(batch_size):
+        yield [convert(row) for row in rows]

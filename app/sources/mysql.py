@@ -21,6 +21,7 @@ from app.sources.base import (
     SourceError,
     SourceSchema,
     assemble_schema,
+    converted_batches,
     scrub,
 )
 
@@ -91,22 +92,20 @@ def _error_code(exc: Exception) -> int | None:
 
 class MySQLSource(Source):
     backend = "mysql"
+    server = "MySQL"
+    driver_errors = _DRIVER_ERRORS
 
     def __init__(self, credentials: SourceCredentials, *, connect_timeout: int = 10):
         super().__init__(credentials, connect_timeout=connect_timeout)
-        self._connection = None
         self._active_cursor = None
         self._connect()
 
     # -- connection ----------------------------------------------------------
 
     def _connect(self) -> None:
-        c = self.credentials
         try:
-            connection = pymysql.connect(
-                host=c.host, port=int(c.port), user=c.user, password=c.password,
-                connect_timeout=self.connect_timeout, charset="utf8mb4", autocommit=True,
-                conv=_CONVERSIONS, local_infile=False)
+            connection = pymysql.connect(**self._login(), charset="utf8mb4", autocommit=True,
+                                         conv=_CONVERSIONS, local_infile=False)
         except _DRIVER_ERRORS as exc:
             raise self._translate(exc, "connecting") from None
         try:
@@ -126,12 +125,6 @@ class MySQLSource(Source):
             self._connect()
         return self._connection
 
-    def close(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(*_DRIVER_ERRORS):
-                self._connection.close()
-            self._connection = None
-
     def _abandon(self, cursor=None) -> None:
         # A half-read unbuffered result can only be skipped by reading it to the
         # end; dropping the connection is cheaper. The next call reconnects.
@@ -148,24 +141,18 @@ class MySQLSource(Source):
         c = self.credentials
         code = _error_code(exc)
         detail = scrub(exc.args[1] if len(exc.args) > 1 else exc, c.password)
-        where = f"{c.host}:{c.port}"
         if code in _UNREACHABLE:
-            return SourceError("unreachable", f"cannot reach the MySQL server at {where} "
-                               f"while {doing}: check the host, the port and that the server "
-                               f"accepts connections from this service ({detail})")
+            return self._unreachable(doing, detail)
         if code in _AUTH_FAILED:
-            return SourceError("auth_failed", f"the MySQL server at {where} rejected user "
-                               f"{c.user!r}: check the user name and password, and that the user "
-                               f"may connect from this service's address")
+            return self._rejected("the user may connect from this service's address")
         if code == 1049:
             return SourceError("schema_missing", f"database {c.schema!r} does not exist on "
-                               f"the MySQL server at {where}")
+                               f"the MySQL server at {c.host}:{c.port}")
         if code in _ACCESS_DENIED:
             return SourceError("access_denied", f"user {c.user!r} may not read database "
                                f"{c.schema!r} while {doing}: grant it SELECT on the database "
                                f"({detail})")
-        return SourceError("source_error", f"the MySQL server at {where} failed while {doing}: "
-                           f"{detail}")
+        return self._failed(doing, detail)
 
     def _query(self, sql: str, params=(), doing: str = "reading the schema") -> list[tuple]:
         """The rows of `sql`; always %-formatted (see quote_identifier), so `%` is `%%`."""
@@ -204,12 +191,7 @@ class MySQLSource(Source):
             # Some table in the chunk is not readable: find which, one by one.
             denied.extend(name for name in chunk if not self._readable([name]))
         if denied:
-            c = self.credentials
-            shown = ", ".join(repr(name) for name in denied[:5])
-            more = f" and {len(denied) - 5} more" if len(denied) > 5 else ""
-            raise SourceError("access_denied", f"user {c.user!r} may not read table "
-                              f"{shown}{more} in database {c.schema!r}: grant it SELECT on "
-                              f"the database's tables")
+            raise self._tables_denied(denied, f"database {schema!r}", "the database's tables")
 
     def _readable(self, names: list[str]) -> bool:
         """Whether the user may SELECT from every table in `names` (one round trip)."""
@@ -287,16 +269,10 @@ class MySQLSource(Source):
 
     def _select(self, table: artifact.Table):
         """The SELECT list and the per-column converters for `table`."""
-        source_types = self._source_types(table.name)
-        if not source_types:
-            raise SourceError("source_error", f"table {table.name!r} no longer exists in "
-                              f"database {self.credentials.schema!r}: rebuild the database")
+        found = self._columns_found(table, self._source_types(table.name),
+                                    f"database {self.credentials.schema!r}")
         expressions, converters = [], []
-        for column in table.columns:
-            if column.name not in source_types:
-                raise SourceError("source_error", f"column {column.name!r} no longer exists on "
-                                  f"table {table.name!r}: rebuild the database")
-            data_type, _ = source_types[column.name]
+        for column, (data_type, _) in zip(table.columns, found, strict=True):
             expression = quote_identifier(column.name)
             if data_type == "bit":   # BIT arrives as raw bytes; + 0 makes it a number
                 expression = f"({expression} + 0)"
@@ -325,23 +301,14 @@ class MySQLSource(Source):
     def stream_rows(self, table: artifact.Table, where: tuple[str, list] | None = None, *,
                     batch_size: int = 5000) -> Iterator[list[tuple]]:
         expressions, convert = self._select(table)
-        sql = (f"SELECT {', '.join(expressions)} FROM "
-               f"{quote_identifier(self.credentials.schema)}.{quote_identifier(table.name)}")
-        params = []   # a sequence even when empty: see quote_identifier
-        if where is not None:
-            sql += f" WHERE ({where[0]})"
-            params = list(where[1])
+        sql, params = self._select_rows(table, expressions, where)
         finished = False
         cursor = None
         try:
             cursor = self._conn.cursor(pymysql.cursors.SSCursor)
             self._active_cursor = cursor
             cursor.execute(sql, params)
-            while True:
-                rows = cursor.fetchmany(batch_size)
-                if not rows:
-                    break
-                yield [convert(row) for row in rows]
+            yield from converted_batches(cursor, batch_size, convert)
             finished = True
         except _DRIVER_ERRORS as exc:
             finished = True  # the connection is unusable after a failed read anyway
@@ -363,7 +330,7 @@ def _converter(kind: str, data_type: str):
         return values.date_text
     if kind == "datetime":
         if data_type == "timestamp":
-            return _zoned_datetime
+            return values.zoned_datetime_text
         return values.datetime_text
     if kind == "time":
         return values.time_text
@@ -371,6 +338,3 @@ def _converter(kind: str, data_type: str):
         return values.to_text
     return None
 
-
-def _zoned_datetime(value):
-    return values.datetime_text(value, zoned=True)

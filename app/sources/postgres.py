@@ -21,6 +21,7 @@ from app.sources.base import (
     SourceError,
     SourceSchema,
     assemble_schema,
+    converted_batches,
     scrub,
 )
 
@@ -86,10 +87,11 @@ ORDER BY c.relname, a.attnum
 
 class PostgresSource(Source):
     backend = "postgres"
+    server = "PostgreSQL"
+    driver_errors = _DRIVER_ERRORS
 
     def __init__(self, credentials: SourceCredentials, *, connect_timeout: int = 10):
         super().__init__(credentials, connect_timeout=connect_timeout)
-        self._connection = None
         self._active_cursor = None
         self._cursor_names = itertools.count(1)
         self._pinned = False     # inside consistent_read: keep the transaction open
@@ -98,14 +100,9 @@ class PostgresSource(Source):
     # -- connection ----------------------------------------------------------
 
     def _connect(self) -> None:
-        c = self.credentials
         try:
-            # Keyword arguments, never a DSN string: the password stays out of
-            # every text psycopg2 or libpq might echo.
-            connection = psycopg2.connect(
-                host=c.host, port=int(c.port), user=c.user, password=c.password,
-                dbname=c.postgres_database, connect_timeout=self.connect_timeout,
-                application_name="reflexdb-source")
+            connection = psycopg2.connect(**self._login(), dbname=self.credentials.postgres_database,
+                                          application_name="reflexdb-source")
         except _DRIVER_ERRORS as exc:
             raise self._translate(exc, "connecting") from None
         try:
@@ -125,12 +122,6 @@ class PostgresSource(Source):
         if self._connection is None or self._connection.closed:
             self._connect()
         return self._connection
-
-    def close(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(*_DRIVER_ERRORS):
-                self._connection.close()
-            self._connection = None
 
     @contextlib.contextmanager
     def consistent_read(self):
@@ -175,18 +166,13 @@ class PostgresSource(Source):
                                f"database {c.postgres_database!r}")
         if pgcode.startswith("28") or (
                 not pgcode and any(marker in text for marker in _AUTH_FAILED_TEXT)):
-            return SourceError("auth_failed", f"the PostgreSQL server at {where} rejected user "
-                               f"{c.user!r}: check the user name and password, and that the "
-                               f"server's pg_hba.conf lets the user connect from this service's "
-                               f"address")
+            return self._rejected("the server's pg_hba.conf lets the user connect from this "
+                                  "service's address")
         if pgcode.startswith("08") or pgcode in ("57P01", "57P02", "57P03") or (
                 not pgcode and (isinstance(exc, psycopg2.OperationalError)
                                 or any(marker in text for marker in _UNREACHABLE_TEXT))):
-            return SourceError("unreachable", f"cannot reach the PostgreSQL server at {where} "
-                               f"while {doing}: check the host, the port and that the server "
-                               f"accepts connections from this service ({detail})")
-        return SourceError("source_error", f"the PostgreSQL server at {where} failed while "
-                           f"{doing}: {detail}")
+            return self._unreachable(doing, detail)
+        return self._failed(doing, detail)
 
     def _query(self, sql: str, params=(), doing: str = "reading the schema") -> list[tuple]:
         """The rows of `sql`; always %-formatted (see quote_identifier), so `%` is `%%`."""
@@ -224,11 +210,8 @@ class PostgresSource(Source):
             f"AND NOT has_any_column_privilege(c.oid, 'SELECT') ORDER BY c.relname",
             [namespace], "checking that its tables are readable")]
         if denied:
-            shown = ", ".join(repr(name) for name in denied[:5])
-            more = f" and {len(denied) - 5} more" if len(denied) > 5 else ""
-            raise SourceError("access_denied", f"user {self.credentials.user!r} may not read "
-                              f"table {shown}{more} in schema {self.credentials.target!r}: "
-                              f"grant it SELECT on the schema's tables")
+            raise self._tables_denied(denied, f"schema {self.credentials.target!r}",
+                                      "the schema's tables")
 
     def introspect(self) -> SourceSchema:
         namespace = self._namespace()
@@ -284,15 +267,9 @@ class PostgresSource(Source):
             for _, column, _, _, type_name, _, category in self._query(
                 _COLUMNS_SQL.format(table_filter="AND c.relname = %(table)s"),
                 {"namespace": namespace, "table": table.name}, f"reading table {table.name!r}")}
-        if not base_types:
-            raise SourceError("source_error", f"table {table.name!r} no longer exists in "
-                              f"schema {self.credentials.target!r}: rebuild the database")
+        found = self._columns_found(table, base_types, f"schema {self.credentials.target!r}")
         expressions, converters = [], []
-        for column in table.columns:
-            if column.name not in base_types:
-                raise SourceError("source_error", f"column {column.name!r} no longer exists on "
-                                  f"table {table.name!r}: rebuild the database")
-            type_name, category = base_types[column.name]
+        for column, (type_name, category) in zip(table.columns, found, strict=True):
             expression, converter = _read(quote_identifier(column.name), column.type,
                                           type_name, category)
             expressions.append(expression)
@@ -302,12 +279,7 @@ class PostgresSource(Source):
     def stream_rows(self, table: artifact.Table, where: tuple[str, list] | None = None, *,
                     batch_size: int = 5000) -> Iterator[list[tuple]]:
         expressions, convert = self._select(table)
-        sql = (f"SELECT {', '.join(expressions)} FROM "
-               f"{quote_identifier(self.credentials.schema)}.{quote_identifier(table.name)}")
-        params = []   # a sequence even when empty: see quote_identifier
-        if where is not None:
-            sql += f" WHERE ({where[0]})"
-            params = list(where[1])
+        sql, params = self._select_rows(table, expressions, where)
         cursor = None
         try:
             # A named cursor is a server-side cursor: only one batch is in memory.
@@ -315,11 +287,7 @@ class PostgresSource(Source):
             cursor.itersize = batch_size
             self._active_cursor = cursor
             cursor.execute(sql, params)
-            while True:
-                rows = cursor.fetchmany(batch_size)
-                if not rows:
-                    break
-                yield [convert(row) for row in rows]
+            yield from converted_batches(cursor, batch_size, convert)
         except _DRIVER_ERRORS as exc:
             raise self._translate(exc, f"reading table {table.name!r}") from None
         finally:
@@ -347,16 +315,9 @@ def _read(quoted: str, kind: str, type_name: str, category: str):
     if kind == "date":
         return f"{quoted}::text", values.date_text
     if kind == "datetime":
-        return f"{quoted}::text", (_zoned_datetime if type_name == "timestamptz"
+        return f"{quoted}::text", (values.zoned_datetime_text if type_name == "timestamptz"
                                    else values.datetime_text)
     if kind == "time":
-        return f"{quoted}::text", (_zoned_time if type_name == "timetz" else values.time_text)
+        return f"{quoted}::text", (values.zoned_time_text if type_name == "timetz" else values.time_text)
     return f"{quoted}::text", None
 
-
-def _zoned_datetime(value):
-    return values.datetime_text(value, zoned=True)
-
-
-def _zoned_time(value):
-    return values.time_text(value, zoned=True)

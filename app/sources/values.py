@@ -67,6 +67,11 @@ def datetime_text(value, *, zoned: bool = False):
     return moment.isoformat() + "Z"
 
 
+def zoned_datetime_text(value):
+    """A timestamp with a time zone (MySQL TIMESTAMP, PostgreSQL timestamptz), in UTC with 'Z'."""
+    return datetime_text(value, zoned=True)
+
+
 def time_text(value, *, zoned: bool = False):
     """'HH:MM:SS[.ffffff]'; a zoned time (PostgreSQL timetz) is moved to UTC.
 
@@ -94,6 +99,11 @@ def time_text(value, *, zoned: bool = False):
     seconds = (h * 3600 + m * 60 + s - offset_seconds) % 86400
     result = f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
     return f"{result}.{fraction}" if fraction else result
+
+
+def zoned_time_text(value):
+    """A time with a time zone (PostgreSQL timetz), in UTC."""
+    return time_text(value, zoned=True)
 
 
 def row_converter(converters):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
-from urllib.parse import urlparse
 
 from peewee import Database, DatabaseProxy, InterfaceError, OperationalError, SqliteDatabase
-from playhouse.db_url import parse as parse_url
+from playhouse import db_url
 from playhouse.migrations import Runner
-from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +36,48 @@ SQLITE_PRAGMAS = {
 }
 
 
+# Every scheme DATABASE_URL may use, as playhouse.db_url names the class to build: the
+# control plane always pools its PostgreSQL connections.
+URL_SCHEMES = {"postgres": "postgres+pool", "postgresql": "postgresql+pool",
+               "postgres+pool": "postgres+pool", "postgresql+pool": "postgresql+pool",
+               "sqlite": "sqlite"}
+POOL_OPTIONS = {
+    "stale_timeout": 300,      # seconds before an idle pooled connection is closed
+    "timeout": 30,             # seconds to wait for a free pooled connection
+}
+SQLITE_OPTIONS = {
+    "pragmas": SQLITE_PRAGMAS,
+    # BEGIN IMMEDIATE: every transaction takes the write lock up front, so write
+    # transactions serialise instead of failing on a lock upgrade. This is what
+    # stands in for PostgreSQL's row locks on the embedded store.
+    "lock_type": "IMMEDIATE",
+    "check_same_thread": False,
+}
+
+
 def make_database(database_url: str | None, data_dir: Path, pool_size: int = 20) -> Database:
-    """Build (without connecting) the database `database_url` names; unset means embedded SQLite."""
+    """Build (without connecting) the database `database_url` names; unset means embedded SQLite.
+
+    `sqlite:///relative/path` or `sqlite:////absolute/path`, as SQLAlchemy spells them;
+    query-string options (`?connect_timeout=10`) go to the driver and win over the defaults.
+    """
     if not database_url:
         data_dir.mkdir(parents=True, exist_ok=True)
-        return _sqlite(str(data_dir / "reflexdb.sqlite3"))
-    scheme = urlparse(database_url).scheme
-    if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
-        params = parse_url(database_url.replace("+pool", "", 1))
-        params.setdefault("connect_timeout", CONNECT_TIMEOUT)
-        return PooledPostgresqlDatabase(
-            params.pop("database"),
-            max_connections=pool_size,
-            stale_timeout=300,
-            timeout=30,          # wait this long for a free pooled connection
-            **params,
-        )
-    if scheme == "sqlite":
-        # sqlite:///relative/path or sqlite:////absolute/path, as SQLAlchemy spells them.
-        return _sqlite(urlparse(database_url).path[1:])
-    raise ValueError(f"DATABASE_URL scheme {scheme!r} is not supported; use postgresql:// or sqlite://")
-
-
-def _sqlite(path: str) -> SqliteDatabase:
-    # BEGIN IMMEDIATE: every transaction takes the write lock up front, so
-    # write transactions serialise instead of failing on a lock upgrade. This is
-    # what stands in for PostgreSQL's row locks on the embedded store.
-    return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
-                          check_same_thread=False)
+        return SqliteDatabase(str(data_dir / "reflexdb.sqlite3"), **SQLITE_OPTIONS)
+    # Messages never quote the URL: it may hold the store's password.
+    scheme, _, rest = database_url.partition("://")
+    if scheme.lower() not in URL_SCHEMES:
+        raise ValueError(f"DATABASE_URL scheme {scheme!r} is not supported; use postgresql:// or sqlite://")
+    url = f"{URL_SCHEMES[scheme.lower()]}://{rest}"
+    given = db_url.parse(url)
+    if not given.get("database"):
+        raise ValueError("DATABASE_URL names no database: postgresql://user@host/<database> "
+                         "or sqlite:///<path>")
+    if scheme.lower() == "sqlite":
+        defaults = SQLITE_OPTIONS
+    else:
+        defaults = {**POOL_OPTIONS, "max_connections": pool_size, "connect_timeout": CONNECT_TIMEOUT}
+    return db_url.connect(url, **{key: value for key, value in defaults.items() if key not in given})
 
 
 def store_unavailable(error: Exception) -> bool:

@@ -83,14 +83,15 @@ def test_config_errors_come_before_connecting(mariadb_source):
     unreachable = dataclasses.replace(mariadb_source, port=1)
     with pytest.raises(ConfigError) as caught:
         build_artifact(unreachable, "version: 1\ntables:\n  - name: users\n    colour: red\n")
-    assert caught.value.path == "tables[0].colour"
+    assert str(caught.value) == ("tables[0]: unknown key 'colour'; accepted keys: alias, columns, "
+                                 "field_aliases, field_notes, name, relations, reverse_relations, where")
 
 
 def test_config_naming_a_missing_table(postgres_source):
     with pytest.raises(ConfigError) as caught:
         build_artifact(postgres_source, "version: 1\ntables: [{name: user}]\n")
     assert str(caught.value) == (f"tables[0].name: table 'user' does not exist in schema "
-                                 f"{postgres_source.schema!r}")
+                                 f"{postgres_source.schema!r} (did you mean 'users'?)")
 
 
 def test_failed_build_keeps_its_log_and_no_secret(mariadb_source):

@@ -293,6 +293,10 @@ def config_for(*tables, **top):
      "table 'nope' does not exist in schema 'blog'"),
     (config_for({"name": "Users"}), "tables[0].name",
      "table 'Users' does not exist in schema 'blog' (did you mean 'users'?)"),
+    (config_for({"name": "usres"}), "tables[0].name",
+     "table 'usres' does not exist in schema 'blog' (did you mean 'users'?)"),
+    (config_for({"name": "users", "columns": ["id", "emial"]}), "tables[0].columns[1]",
+     "column 'emial' does not exist on table 'users' (did you mean 'email'?)"),
     (config_for({"name": "users"}, {"name": "users", "alias": "u"}), "tables[1].name",
      "table 'users' is listed twice (first at tables[0])"),
     (config_for({"name": "users", "alias": "posts"}, {"name": "posts"}), "tables[1].name",
@@ -300,7 +304,7 @@ def config_for(*tables, **top):
     (config_for({"name": "users"}, {"name": "posts", "alias": "users"}), "tables[1].alias",
      "table name 'users' is already used by table 'users': give one of them another alias"),
     (config_for({"name": "users", "columns": ["id", "nam"]}), "tables[0].columns[1]",
-     "column 'nam' does not exist on table 'users'"),
+     "column 'nam' does not exist on table 'users' (did you mean 'name'?)"),
     (config_for({"name": "users", "field_aliases": {"nope": "x"}}),
      "tables[0].field_aliases.nope", "column 'nope' does not exist on table 'users'"),
     (config_for({"name": "users", "field_notes": {"Email": "x"}}),
@@ -329,7 +333,7 @@ def config_for(*tables, **top):
      "tables[0].field_aliases.tenant_id",
      "column 'tenant_id' is renamed, but the global where uses it by its name: remove the alias"),
     ({"version": 1, "tables": [{"name": "users", "columns": "id"}]}, "tables[0].columns",
-     "must be a list, not a string"),
+     "must be a list, got a string"),
 ])
 def test_config_errors(blog, config, path, message):
     with pytest.raises(ConfigError) as caught:
