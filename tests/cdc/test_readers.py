@@ -252,3 +252,21 @@ def test_truncate_and_shape_changes_on_postgres(postgres_case):
     assert (renamed.table, renamed.kind) == ("items", "rename")
     with capture.open_reader(mixed_1.position) as reader:
         assert read(reader, 2) == [mixed_2, mixed_3]
+
+
+def test_an_xa_transaction_comes_out_once_when_prepared(mysql_case):
+    case = mysql_case
+    capture, position = case.start()
+    connection = case.connect()
+    with connection.cursor() as cursor:
+        for statement in ("XA START 'rx1'", f"INSERT INTO {case.q(case.schema)}.items "
+                          f"VALUES (1, 'xa', 1)", "XA END 'rx1'", "XA PREPARE 'rx1'",
+                          "XA COMMIT 'rx1'"):
+            cursor.execute(statement)
+    connection.close()
+    case.execute("INSERT INTO {s}.items VALUES (2, 'plain', 1)")
+    with capture.open_reader(position) as reader:
+        first, second = read(reader, 2)
+        assert read_quiet(reader) == []
+    assert rows(first) == [("items", "insert", None, {"id": 1, "name": "xa", "qty": 1})]
+    assert rows(second) == [("items", "insert", None, {"id": 2, "name": "plain", "qty": 1})]

@@ -147,7 +147,8 @@ class ChangeReader:
         self._retry_at = 0.0
         self._connected = False
         self._closed = False
-        self.status = "connecting"          # connecting | streaming | reconnecting | closed
+        # connecting | streaming | reconnecting | failed (ReloadRequired, SourceError) | closed
+        self.status = "connecting"
         self.last_error: str | None = None
         self.reconnects = 0
         self.items_read = 0
@@ -231,15 +232,16 @@ class ChangeReader:
         try:
             step()
             return True
-        except (ReloadRequired, SourceError):
-            self._disconnect()
-            self._connected = False
+        except (ReloadRequired, SourceError) as exc:
+            self._stop(exc)
             raise
         except Exception as exc:
             self._disconnect()
             self._connected = False
             if not self._transient(exc):
-                raise self._translate(exc, doing) from None
+                error = self._translate(exc, doing)
+                self._stop(error)
+                raise error from None
             delay = self.backoff.next_delay()
             self._retry_at = time.monotonic() + delay
             self.status = "reconnecting"
@@ -248,6 +250,12 @@ class ChangeReader:
             log.warning("change stream interrupted while %s (%s); reconnecting in %.1fs from %s",
                         doing, self._describe(exc), delay, self._boundary)
             return False
+
+    def _stop(self, error: Exception) -> None:
+        self._disconnect()
+        self._connected = False
+        self.status = "failed"
+        self.last_error = str(error)
 
     def _describe(self, exc: Exception) -> str:
         return " ".join(str(exc).split())[:300] or type(exc).__name__

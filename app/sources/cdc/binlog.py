@@ -24,9 +24,9 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.event import (
     HeartbeatLogEvent,
-    MariadbGtidEvent,
     QueryEvent,
     RotateEvent,
+    XAPrepareEvent,
     XidEvent,
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
@@ -46,7 +46,7 @@ from app.sources.cdc.base import (
 
 log = logging.getLogger(__name__)
 
-_EVENTS = [QueryEvent, XidEvent, RotateEvent, HeartbeatLogEvent, MariadbGtidEvent,
+_EVENTS = [QueryEvent, XidEvent, XAPrepareEvent, RotateEvent, HeartbeatLogEvent,
            WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent]
 
 # Errors that mean the network or a restarting server: reconnect and go on.
@@ -235,7 +235,9 @@ class BinlogReader(ChangeReader):
             if event.schema == self.schema and event.table in self.tables:
                 self._add_rows(event)
             return False
-        if isinstance(event, XidEvent):
+        if isinstance(event, (XidEvent, XAPrepareEvent)):
+            # An XA transaction is logged whole at XA PREPARE (its XA COMMIT comes later as a
+            # statement): it is handed out when prepared.
             return self._end_unit(event)
         if isinstance(event, QueryEvent):
             return self._statement(event)

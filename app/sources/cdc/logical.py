@@ -471,7 +471,8 @@ class LogicalReader(ChangeReader):
                     "FROM pg_type t JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' "
                     "THEN t.typbasetype ELSE t.oid END WHERE t.oid = %s",
                     [column.type_modifier, column.type_oid])
-                self._types[key] = cursor.fetchone()
+                # A type dropped since: nothing to compare, so the column reads as text.
+                self._types[key] = cursor.fetchone() or ("", "b", "", f"oid {column.type_oid}")
         return self._types[key]
 
     def _row(self, table: _Table, data: tuple, *, only=None) -> dict:
