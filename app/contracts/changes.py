@@ -11,6 +11,15 @@ full load), keyed by source column name. `before` holds the row as it was (updat
 least the key columns. A `SchemaChange` tells the applier that a table's shape (or all of its
 rows, for a truncate) changed in a way row events cannot express; docs/instance.md says what
 the instance does for each kind.
+
+What the readers add (docs/cdc.md):
+- `before` is the whole row on MySQL (binlog_row_image=FULL) and on PostgreSQL tables with
+  REPLICA IDENTITY FULL; otherwise on PostgreSQL only the primary key columns.
+- `after` may lack a column (PostgreSQL only): a large (TOASTed) value that the update did not
+  change is not in the stream; the row keeps the value it has.
+- One source transaction usually gives one item. A PostgreSQL transaction that mixes row
+  changes and TRUNCATE gives several in statement order (a `DROP TABLE a, b` on MySQL gives
+  one SchemaChange per table); each item's `position` still resumes exactly after it.
 """
 
 from __future__ import annotations

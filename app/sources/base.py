@@ -201,8 +201,16 @@ class Source:
         """A context in which every `stream_rows` reads one point-in-time view of the source.
 
         A snapshot loaded inside it never mixes rows from before and after a
-        change that committed while the load ran.
+        change that committed while the load ran. A consistent_read inside another
+        one joins it. Each adapter also takes what a change stream needs to continue the
+        snapshot (MySQL: `position=True`, PostgreSQL: `snapshot=`; see app/sources/cdc).
         """
+        raise NotImplementedError
+
+    def cdc_prerequisites(self, tables=None) -> tuple[bool, list[str]]:
+        """(ok, reasons): whether changes can be streamed from this source (binlog, logical
+        decoding) for `tables` (names; None = every table of the schema); each reason names
+        one missing prerequisite and how to add it."""
         raise NotImplementedError
 
     def row_count_estimate(self, table: artifact.Table | SourceTable | str) -> int | None:

@@ -98,6 +98,9 @@ class MySQLSource(Source):
     def __init__(self, credentials: SourceCredentials, *, connect_timeout: int = 10):
         super().__init__(credentials, connect_timeout=connect_timeout)
         self._active_cursor = None
+        self._read_depth = 0       # nested consistent_read calls join the open one
+        # The binlog position of the open consistent read's snapshot, when asked for.
+        self.read_position: str | None = None
         self._connect()
 
     # -- connection ----------------------------------------------------------
@@ -280,23 +283,164 @@ class MySQLSource(Source):
             converters.append(_converter(column.type, data_type))
         return expressions, values.row_converter(converters)
 
+    @property
+    def is_mariadb(self) -> bool:
+        return "mariadb" in (self._conn.server_version or "").lower()
+
     @contextlib.contextmanager
-    def consistent_read(self):
+    def consistent_read(self, *, position: bool = False):
+        """See Source.consistent_read; with `position`, `read_position` is the binlog position
+        (`file:pos`) of the very snapshot read, where a change stream continues it.
+
+        MariaDB reports it for the transaction itself (`binlog_snapshot_file/position`);
+        MySQL holds a global read lock for the instant between starting the snapshot and
+        reading the position (it needs the RELOAD privilege). A consistent_read inside
+        another one joins it.
+        """
+        if self._read_depth:
+            if position and self.read_position is None:
+                raise RuntimeError("the open consistent read was started without a position")
+            self._read_depth += 1
+            try:
+                yield self
+            finally:
+                self._read_depth -= 1
+            return
+        self.read_position = None
         # InnoDB: every read of this transaction sees the snapshot taken here.
         try:
             with self._conn.cursor() as cursor:
-                cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                if position and not self.is_mariadb:
+                    self.read_position = self._locked_snapshot(cursor)
+                else:
+                    cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    if position:
+                        self.read_position = self._mariadb_snapshot_position(cursor)
         except _DRIVER_ERRORS as exc:
             self._abandon()
             raise self._translate(exc, "starting a consistent read") from None
+        except SourceError:
+            self._abandon()
+            raise
+        self._read_depth = 1
         try:
             yield self
         finally:
+            self._read_depth = 0
             if self._connection is not None:
                 try:
                     self._connection.commit()
                 except _DRIVER_ERRORS:
                     self._abandon()
+
+    def _mariadb_snapshot_position(self, cursor) -> str:
+        cursor.execute("SHOW STATUS LIKE 'binlog_snapshot_%%'", ())
+        status = {name.lower(): values.to_text(value) for name, value in cursor.fetchall()}
+        binlog_file = status.get("binlog_snapshot_file") or ""
+        if not binlog_file:
+            raise SourceError("source_error", self._binlog_off_message())
+        return f"{binlog_file}:{status['binlog_snapshot_position']}"
+
+    def _locked_snapshot(self, cursor) -> str:
+        # MySQL has no per-transaction binlog position: block commits for the instant between
+        # starting the snapshot and reading the position, so the two agree.
+        cursor.execute("FLUSH TABLES WITH READ LOCK")
+        try:
+            cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            row = self._binary_log_status(cursor)
+        finally:
+            cursor.execute("UNLOCK TABLES")
+        if not row or not row[0]:
+            raise SourceError("source_error", self._binlog_off_message())
+        return f"{values.to_text(row[0])}:{row[1]}"
+
+    @staticmethod
+    def _binary_log_status(cursor):
+        try:
+            cursor.execute("SHOW BINARY LOG STATUS")      # MySQL 8.4 and later
+        except pymysql.err.ProgrammingError:
+            cursor.execute("SHOW MASTER STATUS")
+        return cursor.fetchone()
+
+    def _binlog_off_message(self) -> str:
+        c = self.credentials
+        return (f"binary logging is off on the MySQL server at {c.host}:{c.port}, so changes "
+                f"cannot be streamed: start the server with log_bin enabled (see docs/cdc.md)")
+
+    # -- change data capture prerequisites ------------------------------------
+
+    def cdc_prerequisites(self, tables=None) -> tuple[bool, list[str]]:
+        """Whether changes can be streamed from the binlog; else each missing prerequisite.
+
+        Checks the server settings (log_bin, binlog_format=ROW, binlog_row_image=FULL,
+        binlog_row_metadata=FULL), the user's REPLICATION SLAVE and REPLICATION CLIENT
+        grants (and RELOAD on MySQL, for the snapshot position), and that the tables (by
+        name; None = every table of the database) are transactional, so one snapshot holds.
+        """
+        reasons = []
+        where = f"{self.credentials.host}:{self.credentials.port}"
+        settings = self._server_settings()
+        if settings.get("log_bin") not in ("1", "ON"):
+            reasons.append(f"binary logging is off (log_bin=OFF) on {where}: start the server "
+                           f"with log_bin enabled, e.g. log_bin = mysql-bin in [mysqld] of "
+                           f"my.cnf, and restart it")
+        for name, wanted in (("binlog_format", "ROW"), ("binlog_row_image", "FULL"),
+                             ("binlog_row_metadata", "FULL")):
+            value = settings.get(name)
+            if value is None and name == "binlog_row_metadata":
+                reasons.append(f"the server at {where} is too old to log column names in the "
+                               f"binlog (binlog_row_metadata needs MariaDB 10.5 or MySQL "
+                               f"8.0.14): upgrade it or use poll")
+            elif value is not None and value.upper() != wanted:
+                reasons.append(f"{name} is {value} on {where}, not {wanted}: run SET GLOBAL "
+                               f"{name} = '{wanted}' and set {name} = {wanted} in my.cnf")
+        partial = settings.get("binlog_row_value_options")
+        if partial:
+            reasons.append(f"binlog_row_value_options is {partial} on {where}: partial JSON "
+                           f"updates cannot be streamed; SET GLOBAL binlog_row_value_options = ''")
+        privileges = self._global_privileges()
+        user = self.credentials.user
+        if not privileges & {"ALL PRIVILEGES", "REPLICATION SLAVE", "REPLICATION REPLICA"}:
+            reasons.append(f"user {user!r} lacks the REPLICATION SLAVE privilege: "
+                           f"GRANT REPLICATION SLAVE ON *.* TO '{user}'@'%'")
+        if not privileges & {"ALL PRIVILEGES", "REPLICATION CLIENT", "BINLOG MONITOR", "SUPER"}:
+            reasons.append(f"user {user!r} lacks the REPLICATION CLIENT privilege: "
+                           f"GRANT REPLICATION CLIENT ON *.* TO '{user}'@'%'")
+        if not self.is_mariadb and not privileges & {"ALL PRIVILEGES", "RELOAD"}:
+            reasons.append(f"user {user!r} lacks the RELOAD privilege, which MySQL needs to "
+                           f"find the binlog position of the first snapshot: "
+                           f"GRANT RELOAD ON *.* TO '{user}'@'%'")
+        engines = self._query("SELECT TABLE_NAME, ENGINE FROM information_schema.TABLES "
+                              "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' "
+                              "ORDER BY TABLE_NAME", [self.credentials.schema],
+                              "checking the table engines")
+        wanted_tables = None if tables is None else set(tables)
+        other = [name for name, engine in engines
+                 if (wanted_tables is None or name in wanted_tables)
+                 and (engine or "").upper() != "INNODB"]
+        if other:
+            shown = ", ".join(repr(name) for name in other[:5])
+            more = f" and {len(other) - 5} more" if len(other) > 5 else ""
+            reasons.append(f"table {shown}{more} in database {self.credentials.schema!r} is not "
+                           f"InnoDB, so no consistent snapshot holds it: ALTER TABLE ... "
+                           f"ENGINE = InnoDB, or use poll")
+        return not reasons, reasons
+
+    def _server_settings(self) -> dict[str, str]:
+        names = ("log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata",
+                 "binlog_row_value_options")
+        rows = self._query("SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s, %s, %s, %s, %s)",
+                           names, "checking the binlog settings")
+        return {name.lower(): values.to_text(value) for name, value in rows}
+
+    def _global_privileges(self) -> set[str]:
+        """The privileges granted directly to the current user on *.* (roles are not expanded)."""
+        privileges = set()
+        for (grant,) in self._query("SHOW GRANTS", (), "reading the user's grants"):
+            match = re.match(r"GRANT (.+?) ON \*\.\* TO ", grant or "")
+            if match:
+                privileges.update(part.strip().upper() for part in match.group(1).split(","))
+        return privileges
 
     def stream_rows(self, table: artifact.Table, where: tuple[str, list] | None = None, *,
                     batch_size: int = 5000) -> Iterator[list[tuple]]:

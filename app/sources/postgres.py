@@ -95,6 +95,7 @@ class PostgresSource(Source):
         self._active_cursor = None
         self._cursor_names = itertools.count(1)
         self._pinned = False     # inside consistent_read: keep the transaction open
+        self._read_depth = 0     # nested consistent_read calls join the open one
         self._connect()
 
     # -- connection ----------------------------------------------------------
@@ -124,20 +125,99 @@ class PostgresSource(Source):
         return self._connection
 
     @contextlib.contextmanager
-    def consistent_read(self):
+    def consistent_read(self, *, snapshot: str | None = None):
+        """See Source.consistent_read; `snapshot` is the name of a snapshot another session
+        exported (a logical replication slot's, see app/sources/cdc/logical.py): the reads
+        then see exactly what that slot's stream continues from."""
+        if self._read_depth:
+            self._read_depth += 1
+            try:
+                yield self
+            finally:
+                self._read_depth -= 1
+            return
         # One REPEATABLE READ transaction for every read inside: one snapshot.
         self._end_transaction()
         try:
             with self._conn.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                if snapshot is not None:
+                    cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
         except _DRIVER_ERRORS as exc:
+            self._end_transaction()
             raise self._translate(exc, "starting a consistent read") from None
         self._pinned = True
+        self._read_depth = 1
         try:
             yield self
         finally:
+            self._read_depth = 0
             self._pinned = False
             self._end_transaction()
+
+    # -- change data capture prerequisites ------------------------------------
+
+    def cdc_prerequisites(self, tables=None) -> tuple[bool, list[str]]:
+        """Whether changes can be streamed by logical decoding; else each missing prerequisite.
+
+        Checks wal_level=logical, a free replication slot and WAL sender, the user's
+        REPLICATION attribute (or superuser), its right to create a publication in the
+        database, ownership of the tables (names; None = every table of the schema) and that
+        each has a primary key or REPLICA IDENTITY FULL (without one, a publication would
+        make UPDATE and DELETE on the table fail on the source).
+        """
+        c = self.credentials
+        where = f"{c.host}:{c.port}"
+        reasons = []
+        (wal_level, slots, senders, used_slots, super_user, replication, create,
+         rds_replication) = self._query(
+            "SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int, "
+            "current_setting('max_wal_senders')::int, "
+            "(SELECT count(*) FROM pg_replication_slots), r.rolsuper, r.rolreplication, "
+            "has_database_privilege(current_database(), 'CREATE'), "
+            "EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = 'rds_replication' "
+            "        AND pg_has_role(current_user, g.oid, 'MEMBER')) "
+            "FROM pg_roles r WHERE r.rolname = current_user", (),
+            "checking the replication settings")[0]
+        if wal_level != "logical":
+            reasons.append(f"wal_level is {wal_level!r} on {where}, not 'logical': run ALTER "
+                           f"SYSTEM SET wal_level = logical (or set it in postgresql.conf) and "
+                           f"restart the server")
+        if slots <= used_slots:
+            reasons.append(f"no free replication slot on {where} (max_replication_slots = "
+                           f"{slots}, {used_slots} in use): raise max_replication_slots and "
+                           f"restart the server")
+        if senders < 1:
+            reasons.append(f"max_wal_senders is 0 on {where}: raise it and restart the server")
+        if not (super_user or replication or rds_replication):
+            reasons.append(f"user {c.user!r} may not replicate: ALTER ROLE \"{c.user}\" WITH "
+                           f"REPLICATION (on Amazon RDS: GRANT rds_replication TO \"{c.user}\")")
+        if not (super_user or create):
+            reasons.append(f"user {c.user!r} may not create a publication in database "
+                           f"{c.postgres_database!r}: GRANT CREATE ON DATABASE "
+                           f"\"{c.postgres_database}\" TO \"{c.user}\"")
+        namespace = self._namespace()
+        wanted = None if tables is None else sorted(set(tables))
+        rows = self._query(
+            f"SELECT c.relname, pg_has_role(current_user, c.relowner, 'USAGE'), "
+            f"c.relreplident, EXISTS (SELECT 1 FROM pg_constraint k "
+            f"WHERE k.conrelid = c.oid AND k.contype = 'p') "
+            f"FROM pg_class c WHERE c.relnamespace = %s AND {_TABLES} "
+            f"AND (%s::text[] IS NULL OR c.relname = ANY(%s::text[])) ORDER BY c.relname",
+            [namespace, wanted, wanted], "checking the tables for logical decoding")
+        if not super_user:
+            reasons.extend(_named_tables(
+                [name for name, owned, _, _ in rows if not owned],
+                f"user {c.user!r} does not own table {{}} in schema {c.target!r}, so it may "
+                f"not publish it: ALTER TABLE ... OWNER TO \"{c.user}\" (or a role it "
+                f"belongs to)"))
+        reasons.extend(_named_tables(
+            [name for name, _, identity, has_key in rows
+             if not (identity == "f" or (identity == "d" and has_key))],
+            f"table {{}} in schema {c.target!r} has no primary key and no REPLICA IDENTITY "
+            f"FULL, so its updates and deletes cannot be streamed: add a primary key or run "
+            f"ALTER TABLE ... REPLICA IDENTITY FULL"))
+        return not reasons, reasons
 
     def _end_transaction(self) -> None:
         if self._pinned:
@@ -296,6 +376,15 @@ class PostgresSource(Source):
                 with contextlib.suppress(*_DRIVER_ERRORS):
                     cursor.close()
             self._end_transaction()
+
+
+def _named_tables(names: list[str], template: str) -> list[str]:
+    """One reason naming the first few of `names` (none when empty)."""
+    if not names:
+        return []
+    shown = ", ".join(repr(name) for name in names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return [template.format(shown + more)]
 
 
 def _read(quoted: str, kind: str, type_name: str, category: str):
