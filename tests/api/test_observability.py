@@ -19,7 +19,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from app import create_app
-from app.logs import configure_logging, json_handler, redact
+from app.logs import RedactingJsonFormatter, configure_logging, json_handler, redact
 from app.storage.database import db
 from tests.conftest import SECRETS, Client, connection_payload, free_port
 from tests.engine.lifecycle.conftest import FAST, shop, wait_until  # noqa: F401  (shop is a fixture)
@@ -158,13 +158,23 @@ class TestRequestLog:
 
     def test_configure_logging_installs_one_json_handler(self):
         root = logging.getLogger()
+        configure_logging("INFO")
         before = list(root.handlers)
-        configure_logging("INFO")
-        configure_logging("INFO")
-        assert root.handlers == before   # create_app already installed it once
+        configure_logging("INFO")   # again (every create_app calls it): nothing added
+        assert root.handlers == before
+        assert sum(isinstance(h.formatter, RedactingJsonFormatter) for h in root.handlers) == 1
 
 
 class TestProbes:
+    @pytest.mark.both_stores
+    def test_readyz_on_each_store(self, client, store):
+        ready = client.get("/readyz", key=None)
+        assert ready.status_code == 200
+        body = ready.json()
+        assert body == {"status": "ok", "storage": "postgresql" if store == "postgres" else "sqlite",
+                        "jobQueue": {"depth": body["jobQueue"]["depth"]}}
+        assert body["jobQueue"]["depth"] >= 0
+
     def test_healthz_and_readyz(self, client, stack):
         assert client.get("/healthz", key=None).json() == {"status": "ok"}
         ready = client.get("/readyz", key=None)
