@@ -161,6 +161,9 @@ class RequestObservability:
         finally:
             try:
                 self._record(scope, extensions, status, time.perf_counter() - started)
+            except Exception:
+                # Recording must never fail a request (a full disk under the metric files).
+                log.exception("could not record the request's log line and metrics")
             finally:
                 logs.request_id.reset(request_id_token)
                 _current.reset(context_token)
