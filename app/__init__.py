@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 
@@ -12,8 +11,10 @@ def create_app(settings=None):
     # Starlette warns about its test client's httpx at import; we don't use it in production.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     import json
+    from urllib.parse import urlparse
 
     import connexion
+    import yaml
     from a2wsgi import WSGIMiddleware
     from connexion.jsonifier import Jsonifier
     from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
@@ -22,17 +23,28 @@ def create_app(settings=None):
 
     from app.api.errors import register_error_handlers
     from app.api.limits import RequestGuard, install_work_slots
+    from app.api.observability import (
+        ApiMetrics,
+        MetricsEndpoint,
+        RequestObservability,
+        metrics_registry,
+        spec_operations,
+    )
+    from app.api.ratelimit import API_BUDGET, SOURCE_BUDGET, RateLimiter, RateLimitMiddleware, budgets_by_operation
     from app.api.reference import SpecDocuments
     from app.api.routing import PathRoutingMiddleware
     from app.api.validation import validator_map
     from app.bootstrap import configure_services
     from app.config import Settings
+    from app.domain.lifecycle import STABLE, TRANSITIONAL
+    from app.logs import configure_logging
     from app.storage.database import db
 
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     configure_services(settings)
+    spec = yaml.safe_load(settings.spec_path.read_bytes())
+    base_path = urlparse((spec.get("servers") or [{}])[0].get("url", "")).path.rstrip("/")
 
     # Compact JSON in the schemas' field order (Connexion's default indents); routing with
     # one route per path (full `Allow` on 405, no slash redirects: app/api/routing.py).
@@ -49,9 +61,21 @@ def create_app(settings=None):
         validate_responses=settings.validate_responses,
     )
     register_error_handlers(app)
+    # Outermost: every answer, errors included, gets its request id, log line and metrics
+    # (app/api/observability.py).
+    api_metrics = ApiMetrics()
+    app.add_middleware(RequestObservability, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       operations=spec_operations(spec, base_path), api_metrics=api_metrics)
     app.add_middleware(RequestGuard, position=MiddlewarePosition.BEFORE_SWAGGER,
                        max_bytes=settings.max_body_bytes)
     app.add_middleware(SpecDocuments, position=MiddlewarePosition.BEFORE_SWAGGER, spec_path=settings.spec_path)
+    app.add_middleware(MetricsEndpoint, position=MiddlewarePosition.BEFORE_SWAGGER,
+                       registry=metrics_registry(api_metrics, STABLE + TRANSITIONAL))
+    # After authentication (the key is known), before validation and the handler.
+    limiter = RateLimiter({API_BUDGET: settings.rate_limit, SOURCE_BUDGET: settings.source_rate_limit},
+                          redis_url=settings.redis_url, namespace=settings.queue_name)
+    app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,
+                       limiter=limiter, budgets=budgets_by_operation(spec))
 
     # At most one store connection per request, returned to the pool when the request ends.
     flask_app = app.app

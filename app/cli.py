@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 
@@ -68,14 +67,21 @@ def cmd_secrets_rotate(_args) -> int:
 def cmd_worker(_args) -> int:
     """Run the lifecycle engine: job consumer plus reconciler (app/engine/worker.py)."""
     from app.engine.worker import run_worker
+    from app.logs import configure_logging
+    from app.metrics import use_multiprocess_dir
 
     settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    # Before anything imports prometheus_client: the engine's counters go to the files the
+    # API's /metrics on this host adds up (app/metrics.py).
+    use_multiprocess_dir(settings.data_dir)
     return run_worker(settings, configure_services(settings, require_migrated=True))
 
 
 def cmd_serve(args) -> int:
     """Migrate, then run the API (gunicorn, ASGI worker) and one engine worker, supervised."""
     from app.engine.supervisor import Child, supervise
+    from app.logs import configure_logging
 
     cmd_migrate(args)
     # The children run from the project root; keep a relative data dir pointing where it was.
@@ -88,7 +94,7 @@ def cmd_serve(args) -> int:
     children = [Child("the API (gunicorn)", api)]
     if not args.no_worker:
         children.append(Child("the engine worker", [sys.executable, "-m", "app.cli", "worker"]))
-    logging.basicConfig(level=Settings.from_env().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(Settings.from_env().log_level)
     return supervise(children, cwd=str(PROJECT_ROOT), env=env)
 
 

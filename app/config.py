@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,9 @@ class Settings:
     source_connect_timeout: int = 10       # seconds to connect to a source (testing_connection, builds)
     worker_threads: int = 4                # steps one worker runs at once
     instance_host: str = "127.0.0.1"       # where the local runtime binds instances
+    # Per management key (app/api/ratelimit.py); "off" disables a budget.
+    rate_limit: str = "600/minute"         # every authenticated request
+    source_rate_limit: str = "20/minute"   # actions that make the engine read the source database
     extra: dict = field(default_factory=dict)  # test overrides that have no env var
 
     @classmethod
@@ -97,6 +101,8 @@ class Settings:
             source_connect_timeout=reader.integer("REFLEXDB_SOURCE_CONNECT_TIMEOUT", 10, 1, 600),
             worker_threads=reader.integer("REFLEXDB_WORKER_THREADS", 4, 1, 64),
             instance_host=reader.text("REFLEXDB_INSTANCE_HOST", "127.0.0.1", max_length=255),
+            rate_limit=reader.rate("REFLEXDB_RATE_LIMIT", "600/minute"),
+            source_rate_limit=reader.rate("REFLEXDB_SOURCE_RATE_LIMIT", "20/minute"),
         )
         reader.finish()
         values.update(overrides)
@@ -149,6 +155,12 @@ class _Reader:
     def redis_url(self, name: str) -> str | None:
         self._accepts[name] = "empty or a redis:// (or rediss://, unix://) URL"
         return self._env.str(name, "", validate=_redis_url) or None
+
+    def rate(self, name: str, default: str) -> str:
+        self._accepts[name] = ("a rate such as 600/minute or 10/second (per second, minute, "
+                               "hour or day), or off")
+        value = self._env.str(name, default, validate=_rate)
+        return "".join(value.split()).lower() if value else value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         self._accepts[name] = f"one of {', '.join(choices)}, in any case"
@@ -211,6 +223,14 @@ def _is_file(path: Path) -> None:
 def _redis_url(value: str) -> None:
     if value and urlparse(value).scheme not in ("redis", "rediss", "unix"):
         raise ValidationError("not a Redis URL")
+
+
+RATE = re.compile(r"^\s*[1-9][0-9]{0,8}\s*/\s*(second|minute|hour|day)\s*$", re.IGNORECASE)
+
+
+def _rate(value: str) -> None:
+    if value.strip().lower() != "off" and not RATE.match(value):
+        raise ValidationError("not a rate")
 
 
 def _store_url(value: str) -> None:

@@ -91,8 +91,9 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     fresh_database()
+    # One key makes every request: its rate limit would answer most of them 429.
     env = {**os.environ, "DATABASE_URL": URL, "REFLEXDB_SECRET_KEYS": Fernet.generate_key().decode(),
-           "REFLEXDB_DATA_DIR": tempfile.mkdtemp()}
+           "REFLEXDB_DATA_DIR": tempfile.mkdtemp(), "REFLEXDB_RATE_LIMIT": "off"}
     reflexdb(env, "migrate")
     key = json.loads(reflexdb(env, "customers", "create", "--name", "Bench"))["key"]
     threads = sorted(set(args.threads) | {BASELINE_THREADS})

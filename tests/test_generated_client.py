@@ -7,7 +7,7 @@ PostgreSQL. The session is built from the spec, so an operation added later is w
 - every operation is called once with a body made from the spec's request example and the
   ids of resources the walk created (an id path parameter `{fooId}` comes from the POST on the
   collection before it), and its answer parses as the documented model;
-- every documented 400, 401, 404, 413 and 415 is provoked the same way for every operation,
+- every documented 400, 401, 404, 413, 415 and 429 is provoked the same way for every operation,
   and must parse as the typed `Error` with the right code;
 - the 403s and 409s, which need a particular state, come from `SCENARIOS` keyed by
   operationId; every error answer the spec uses is parsed at least once.
@@ -72,7 +72,10 @@ NOT_PROVOKED = {
 }
 NOT_PROVOKED_FOR: dict = {}
 GENERIC_CODES = {"400": "invalid_request", "401": "unauthorized", "404": "not_found",
-                 "413": "payload_too_large", "415": "unsupported_media_type"}
+                 "413": "payload_too_large", "415": "unsupported_media_type", "429": "rate_limited"}
+# The walk's budgets, on Redis so the test can spend a key's whole budget in one call.
+WALK_BUDGET = "100000/minute"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 # The spec's limit on bodies ("at most 1 MiB"), plus one byte.
 TOO_LARGE = 1024 * 1024 + 1
 
@@ -247,6 +250,8 @@ class Session:
     anonymous: object
     wrong_media_type: object
     non_admin: object = None
+    spent: object = None                 # a key whose budget `exhaust` spends
+    exhaust: object = None
     ids: dict = field(default_factory=dict)
     created: list = field(default_factory=list)  # path parameter names in creation order
     parsed_errors: set = field(default_factory=set)
@@ -387,6 +392,9 @@ def provoke_generic(session: Session, operation: Operation, status: str):
         response = session.call(operation, body=session.body(operation, **{name: "x" * (schema["maxLength"] + 1)}))
     elif status == "413":
         response = session.call(operation, body=oversized_body(session, operation))
+    elif status == "429":
+        session.exhaust()
+        response = session.call(operation, client=session.spent)
     else:  # 415
         response = session.call(operation, client=session.wrong_media_type)
     session.expect_error(operation, response, status, code)
@@ -512,7 +520,28 @@ def test_scenarios_and_exclusions_name_documented_answers():
 # -- the session ----------------------------------------------------------------------------
 
 
-def test_generated_client_walks_every_operation(generated, live_server, customer):
+@pytest.fixture
+def walk_budgets(monkeypatch):
+    """The server's budgets (set before `live_server` starts it), and a way to spend one."""
+    from app.api.ratelimit import API_BUDGET, SOURCE_BUDGET, RateLimited, RateLimiter
+
+    # A queue of its own: other test runs share this Redis, and nothing here runs the engine.
+    queue = f"walk-{uuid.uuid4().hex[:8]}"
+    for name, value in {"REFLEXDB_REDIS_URL": REDIS_URL, "REFLEXDB_QUEUE_NAME": queue,
+                        "REFLEXDB_RATE_LIMIT": WALK_BUDGET, "REFLEXDB_SOURCE_RATE_LIMIT": WALK_BUDGET}.items():
+        monkeypatch.setenv(name, value)
+    limiter = RateLimiter({API_BUDGET: WALK_BUDGET, SOURCE_BUDGET: WALK_BUDGET}, redis_url=REDIS_URL,
+                          namespace=queue)
+
+    def exhaust(key: str) -> None:
+        try:
+            limiter.spend(key[len("rmk_"):].split(".")[0], (API_BUDGET,), cost=limiter.items[API_BUDGET].amount)
+        except RateLimited:
+            pass   # already spent
+    return exhaust
+
+
+def test_generated_client_walks_every_operation(generated, walk_budgets, live_server, customer):
     import httpx
 
     models = importlib.import_module(f"{PACKAGE}.models")
@@ -533,6 +562,10 @@ def test_generated_client_walks_every_operation(generated, live_server, customer
             token=key, httpx_args={"event_hooks": {"request": [as_text]}}, **options),
         non_admin=generated.AuthenticatedClient(token=make_customer("Not an admin")[1], **options),
     )
+    # Rate limits come before everything else the key may do: another account's key will do.
+    spent_key = make_customer("Out of budget")[1]
+    session.spent = generated.AuthenticatedClient(token=spent_key, **options)
+    session.exhaust = lambda: walk_budgets(spent_key)
     session.ids["customerId"] = customer[0].id
     called = set()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
+from app.api.observability import new_request_id
+from app.api.ratelimit import RateLimited
 from app.domain.errors import (
     Conflict,
     DomainError,
@@ -19,6 +20,7 @@ from app.domain.errors import (
     Unauthorized,
     Unavailable,
 )
+from app.logs import current_request_id
 from app.storage.database import STORE_ERRORS, store_unavailable
 
 log = logging.getLogger(__name__)
@@ -108,9 +110,15 @@ async def store_error(request: ConnexionRequest, exc: Exception) -> ConnexionRes
                                               "retry in a few seconds")
 
 
+async def rate_limited(_request: ConnexionRequest, exc: RateLimited) -> ConnexionResponse:
+    """A spent budget (app/api/ratelimit.py); the RateLimit-* headers are added at the edge."""
+    return error_response(429, "rate_limited", exc.message, {"Retry-After": str(exc.retry_after)})
+
+
 async def unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    request_id = uuid.uuid4().hex[:16]
-    # The traceback goes to the log only; the client gets an id to quote.
+    # The request's own id (X-Request-ID, app/api/observability.py): the one its log lines
+    # carry. The traceback goes to the log only; the client gets the id to quote.
+    request_id = current_request_id() or new_request_id()
     log.error("request %s %s failed (request id %s)", request.method, request.url.path, request_id,
               exc_info=exc)
     return error_response(500, "internal_error",
@@ -127,6 +135,7 @@ def _readable(detail) -> str | None:
 
 def register_error_handlers(app) -> None:
     app.add_error_handler(DomainError, domain_error)
+    app.add_error_handler(RateLimited, rate_limited)
     app.add_error_handler(ProblemException, problem)
     app.add_error_handler(HTTPException, http_error)
     for error in STORE_ERRORS:

@@ -12,12 +12,18 @@ class EnginePort(Protocol):
     def wake(self, database_id) -> None:
         """Have the engine look at `database_id` soon (its work is already committed)."""
 
+    def queue_depth(self) -> int:
+        """Wake-ups waiting in the job queue; raises when the queue does not answer."""
+
 
 class NoEngine:
     """The engine port when no lifecycle engine is wired: work stays recorded in the store."""
 
     def wake(self, database_id) -> None:
         """Nothing to wake; the engine's reconciler finds recorded work on its own."""
+
+    def queue_depth(self) -> int:
+        return 0
 
 
 class InstanceKeys(Protocol):

@@ -18,6 +18,7 @@ from app.config import Settings
 from app.domain.lifecycle import STABLE, TRANSITIONAL
 from app.engine.leases import Heartbeat
 from app.engine.runtime import Runtime
+from app.metrics import count_transition
 from app.storage.database import db
 from app.storage.models import Database
 
@@ -91,6 +92,7 @@ class StepContext:
             if then is not None:
                 then()
         log.info("database %s: %s -> %s", self.row.id, self.row.status, status)
+        count_transition(self.row.status, status)
         for name, value in values.items():
             setattr(self.row, name, value)
 

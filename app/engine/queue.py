@@ -83,6 +83,10 @@ class EngineQueue:
             log.exception("could not enqueue a wake-up for database %s; the reconciler will pick it up",
                           database_id)
 
+    def queue_depth(self) -> int:
+        """Tasks waiting in the queue (one storage round trip; raises when it does not answer)."""
+        return self.huey.pending_count()
+
     def _run(self, database_id: str) -> None:
         if self._handler is None:
             raise RuntimeError("this process enqueues engine tasks but does not run them")

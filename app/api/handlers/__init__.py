@@ -28,7 +28,7 @@ from app.api.handlers.databases import (  # noqa: F401
     list_databases,
     update_database,
 )
-from app.api.handlers.health import get_health  # noqa: F401
+from app.api.handlers.health import get_health, get_healthz, get_readyz  # noqa: F401
 from app.api.handlers.lifecycle import (  # noqa: F401
     get_database_instance,
     pause_database,
