@@ -2,8 +2,9 @@
 the gunicorn worker that stops without dropping requests.
 
 gunicorn's master (gunicorn.conf.py, `on_starting`) and `reflexdb serve` run the checks
-before any worker starts, each in a fresh interpreter (`python -m app.serving`): the master
-must not import the app, or the workers it forks at a reload (HUP) would keep the old code.
+before any worker starts, each in a fresh interpreter (`python -m app.serving`): building the
+app in the master would import all of it there, and the workers it forks at a reload (HUP)
+would keep that old code.
 """
 
 from __future__ import annotations
