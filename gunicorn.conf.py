@@ -1,5 +1,8 @@
 """gunicorn settings for the control plane. Connexion 3 is ASGI: it needs an ASGI worker.
 
+Installed, this file is `app/resources/gunicorn_conf.py`:
+`gunicorn --config python:app.resources.gunicorn_conf` runs from any directory.
+
 Migrations are not run here: run `reflexdb migrate` before starting (`reflexdb serve`
 does both).
 
@@ -7,7 +10,7 @@ The values come from the same settings definitions as the app and the CLI
 (app/config.py, README "Settings"): REFLEXDB_BIND, REFLEXDB_WORKERS,
 REFLEXDB_TIMEOUT, REFLEXDB_ACCESS_LOG. Every setting is checked here, in the
 master, so a bad value stops the start with one line per setting instead of a
-traceback in each worker.
+traceback in each worker; the store and the spec are checked at `on_starting`.
 
 Logs are JSON lines (app/logs.py), gunicorn's and uvicorn's own included. The
 hooks below run Prometheus' multiprocess mode (docs/observability.md): the
@@ -28,8 +31,10 @@ except SettingsError as _exc:
     # gunicorn prints a traceback for any Exception raised here; SystemExit is not one.
     sys.exit("\n".join(f"reflexdb: {line}" for line in _exc.problems))
 
-wsgi_app = "wsgi:app"
-worker_class = "uvicorn_worker.UvicornWorker"
+# A factory gunicorn calls in each worker; importable from any directory once installed.
+wsgi_app = "app.serving:asgi_app()"
+# uvicorn's worker, draining its connections when it stops (reload, stop, restart): app/serving.py.
+worker_class = "app.serving.DrainingUvicornWorker"
 bind = _settings.bind
 workers = _settings.workers
 timeout = _settings.timeout
@@ -43,9 +48,28 @@ logconfig_dict = gunicorn_logconfig(_settings.log_level, _settings.access_log)
 control_socket_disable = True
 
 
+# -- start-up checks ----------------------------------------------------------------------------
+
+def refuse_a_broken_start(server) -> None:
+    """Before binding or forking: stop with one line per problem unless the store is reachable
+    and migrated and the API builds from the spec (app/serving.py). Run at start only: gunicorn
+    cannot call a reload (HUP) off, so check a release before reloading (docs/deploy.md)."""
+    from app.serving import run_checks
+
+    problems = run_checks()
+    if problems:
+        sys.exit("\n".join(f"reflexdb: {line}" for line in problems))
+
+
 def on_starting(server):
-    """Before the workers: point them at the metric files directory (they inherit the
-    environment) and drop the files of processes that are gone (an earlier run's)."""
+    """Before binding or forking: refuse a broken start, then prepare the metric files."""
+    refuse_a_broken_start(server)
+    prepare_metrics_dir(server)
+
+
+def prepare_metrics_dir(server) -> None:
+    """Point the workers at the metric files directory (they inherit the environment) and
+    drop the files of processes that are gone (an earlier run's)."""
     directory = use_multiprocess_dir(_settings.data_dir)
     for path in directory.glob("*.db"):
         if not _alive(_pid_of(path)):

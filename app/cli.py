@@ -11,10 +11,11 @@ from cryptography.fernet import Fernet
 from peewee import DatabaseError
 
 from app.bootstrap import StoreNotReady, configure_services
-from app.config import PROJECT_ROOT, Settings, SettingsError
+from app.config import Settings, SettingsError
 from app.domain.customers import create_customer
 from app.domain.errors import DomainError
 from app.domain.secrets import rotate_secrets
+from app.resources import GUNICORN_CONFIG
 from app.storage.database import db, migrate
 
 # Exit codes: what the user asked for is wrong (bad setting, bad argument,
@@ -82,11 +83,18 @@ def cmd_serve(args) -> int:
     """Migrate, then run the API (gunicorn, ASGI worker) and one engine worker, supervised."""
     from app.engine.supervisor import Child, supervise
     from app.logs import configure_logging
+    from app.serving import run_checks
 
+    Settings.from_env()  # a refused setting is one line and exit status 2, before anything runs
+    # Refuse a broken release here, in one line, before it migrates the store: the supervisor
+    # would start a gunicorn that refuses to start again and again.
+    problems = run_checks(store=False)
+    if problems:
+        return _fail(problems, EXIT_FAILURE)
     cmd_migrate(args)
-    # The children run from the project root; keep a relative data dir pointing where it was.
     env = dict(os.environ, REFLEXDB_DATA_DIR=str(Settings.from_env().data_dir.resolve()))
-    api = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_ROOT / "gunicorn.conf.py")]
+    # The gunicorn settings inside the package: the same from a checkout or an installed wheel.
+    api = [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG]
     if args.bind:
         api += ["--bind", args.bind]
     if args.workers:
@@ -95,7 +103,8 @@ def cmd_serve(args) -> int:
     if not args.no_worker:
         children.append(Child("the engine worker", [sys.executable, "-m", "app.cli", "worker"]))
     configure_logging(Settings.from_env().log_level)
-    return supervise(children, cwd=str(PROJECT_ROOT), env=env)
+    # The children run where the command was started, so relative paths in settings mean the same.
+    return supervise(children, cwd=os.getcwd(), env=env)
 
 
 # -- account recovery: customers list / set-plan, keys create / list / revoke -------

@@ -13,8 +13,11 @@ from cryptography.fernet import Fernet
 from environs import Env, EnvValidationError, ValidationError
 from marshmallow.validate import Length, Range
 
+from app.resources import SPEC as DEFAULT_SPEC
+
+# The checkout's root when running from one (tests and scripts use it); in an installed
+# package this is site-packages: nothing the app serves or runs is looked up from here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SPEC = PROJECT_ROOT / "openapi" / "openapi.yaml"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 POSTGRES_SCHEMES = ("postgres", "postgresql", "postgres+pool", "postgresql+pool")
@@ -173,7 +176,10 @@ class _Reader:
 
     def existing_file(self, name: str, default: Path) -> Path:
         self._accepts[name] = "the path of an existing file"
-        return self._env.path(name, default, validate=_is_file)
+        path = self._env.path(name, default, validate=_is_file)
+        # Absolute, so it names the same file whatever directory reads it (Connexion
+        # would take a relative spec path relative to the app package).
+        return path.absolute() if isinstance(path, Path) else path
 
     def store_url(self, name: str) -> str | None:
         self._accepts[name] = "empty or a postgresql:// or sqlite:/// URL"
