@@ -11,6 +11,7 @@ def create_app(settings=None):
     # Imported here so the CLI and the instance runtime don't pay for Connexion.
     # Starlette warns about its test client's httpx at import; we don't use it in production.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    import datetime as dt
     import json
 
     import connexion
@@ -18,12 +19,13 @@ def create_app(settings=None):
     from connexion.jsonifier import Jsonifier
     from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
     from connexion.middleware.routing import RoutingMiddleware
-    from connexion.resolver import RelativeResolver
 
+    from app.api.audit import AuditTrail
     from app.api.errors import register_error_handlers
     from app.api.limits import RequestGuard, install_work_slots
-    from app.api.routing import PathRoutingMiddleware
+    from app.api.mutations import MutationResolver
     from app.api.reference import SpecDocuments
+    from app.api.routing import PathRoutingMiddleware
     from app.api.validation import validator_map
     from app.bootstrap import configure_services
     from app.config import Settings
@@ -42,7 +44,9 @@ def create_app(settings=None):
                              middlewares=middlewares)
     app.add_api(
         settings.spec_path,
-        resolver=RelativeResolver("app.api.handlers"),
+        # Every mutating operation gets idempotency (POST) and its audit entry (app/api/mutations.py).
+        resolver=MutationResolver("app.api.handlers",
+                                  idempotency_ttl=dt.timedelta(seconds=settings.idempotency_ttl_seconds)),
         pythonic_params=True,
         strict_validation=True,
         validator_map=validator_map(),
@@ -52,6 +56,7 @@ def create_app(settings=None):
     app.add_middleware(RequestGuard, position=MiddlewarePosition.BEFORE_SWAGGER,
                        max_bytes=settings.max_body_bytes)
     app.add_middleware(SpecDocuments, position=MiddlewarePosition.BEFORE_SWAGGER, spec_path=settings.spec_path)
+    app.add_middleware(AuditTrail, position=MiddlewarePosition.BEFORE_VALIDATION)
 
     # At most one store connection per request, returned to the pool when the request ends.
     flask_app = app.app
