@@ -10,6 +10,7 @@ def create_app(settings=None):
     # Imported here so the CLI and the instance runtime don't pay for Connexion.
     # Starlette warns about its test client's httpx at import; we don't use it in production.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    import datetime as dt
     import json
     from urllib.parse import urlparse
 
@@ -19,10 +20,11 @@ def create_app(settings=None):
     from connexion.jsonifier import Jsonifier
     from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
     from connexion.middleware.routing import RoutingMiddleware
-    from connexion.resolver import RelativeResolver
 
+    from app.api.audit import AuditTrail
     from app.api.errors import register_error_handlers
     from app.api.limits import RequestGuard, install_work_slots
+    from app.api.mutations import MutationResolver
     from app.api.observability import (
         ApiMetrics,
         MetricsEndpoint,
@@ -54,7 +56,9 @@ def create_app(settings=None):
                              middlewares=middlewares)
     app.add_api(
         settings.spec_path,
-        resolver=RelativeResolver("app.api.handlers"),
+        # Every mutating operation gets idempotency (POST) and its audit entry (app/api/mutations.py).
+        resolver=MutationResolver("app.api.handlers",
+                                  idempotency_ttl=dt.timedelta(seconds=settings.idempotency_ttl_seconds)),
         pythonic_params=True,
         strict_validation=True,
         validator_map=validator_map(),
@@ -76,6 +80,7 @@ def create_app(settings=None):
                           redis_url=settings.redis_url, namespace=settings.queue_name)
     app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,
                        limiter=limiter, budgets=budgets_by_operation(spec))
+    app.add_middleware(AuditTrail, position=MiddlewarePosition.BEFORE_VALIDATION)
 
     # At most one store connection per request, returned to the pool when the request ends.
     flask_app = app.app

@@ -58,6 +58,7 @@ class Settings:
     access_log: str | None = "-"           # None: no access log
     free_plan_build_credits: int = 100     # builds included in the free plan; paid plans: unlimited
     validate_responses: bool = False       # tests turn this on: every response checked against the spec
+    idempotency_ttl_seconds: int = 86400   # how long an Idempotency-Key's answer is replayed (docs/api-hardening.md)
     # The lifecycle engine (docs/architecture.md): job queue, leases, reconciler, instances.
     redis_url: str | None = None           # unset: the job queue lives in the store (PostgreSQL or SQLite)
     queue_name: str = "reflexdb"           # the job queue's name (Redis key prefix / table rows)
@@ -95,6 +96,7 @@ class Settings:
             timeout=reader.integer("REFLEXDB_TIMEOUT", 30, 1, 3600),
             access_log=reader.text("REFLEXDB_ACCESS_LOG", "-", max_length=4096, empty=True) or None,
             free_plan_build_credits=reader.integer("REFLEXDB_FREE_PLAN_BUILD_CREDITS", 100, 0, 1_000_000),
+            idempotency_ttl_seconds=reader.integer("REFLEXDB_IDEMPOTENCY_TTL_SECONDS", 86400, 60, 604800),
             redis_url=reader.redis_url("REFLEXDB_REDIS_URL"),
             queue_name=reader.text("REFLEXDB_QUEUE_NAME", "reflexdb", max_length=64),
             engine_lease_seconds=reader.number("REFLEXDB_ENGINE_LEASE_SECONDS", 30.0, 2.0, 3600.0),

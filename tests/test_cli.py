@@ -35,7 +35,7 @@ REFLEXDB = shutil.which("reflexdb", path=os.path.dirname(sys.executable)) or "re
 # Every migration file, in the order `reflexdb migrate` applies them.
 MIGRATIONS = sorted(p.stem for p in MIGRATIONS_DIR.glob("[0-9]*.py"))
 ROTATED_COLUMNS = ("connections.password_encrypted", "databases.query_key_secret_encrypted",
-                   "instances.admin_token_encrypted")
+                   "instances.admin_token_encrypted", "idempotency_records.response_encrypted")
 
 
 def rotation_report(counts, already):
@@ -224,14 +224,16 @@ class TestRotateSecrets:
     def test_rotate_then_drop_the_old_key(self, stack, client, connection, database, tmp_path):
         old_key, new_key = stack.settings.secret_keys[0], Fernet.generate_key().decode()
         keys_path = str(stack.environment.instance_keys.keys_path(database["id"]))
-        first = client.post(f"/databases/{database['id']}/api-keys", {"name": "before"}).json()
+        # Sent with an Idempotency-Key: its stored answer (which holds the key) is a secret too.
+        retry = {"Idempotency-Key": "before"}
+        first = client.post(f"/databases/{database['id']}/api-keys", {"name": "before"}, headers=retry).json()
         password = SecretBox([old_key]).decrypt(
             stored(Connection, connection["id"]).password_encrypted)
 
         rotated = self.rotate(stack, tmp_path, [new_key, old_key])
-        assert rotated.stderr == rotation_report((1, 1, 0), 0)
+        assert rotated.stderr == rotation_report((1, 1, 0, 1), 0)
         again = self.rotate(stack, tmp_path, [new_key, old_key])
-        assert again.stderr == rotation_report((0, 0, 0), 2)
+        assert again.stderr == rotation_report((0, 0, 0, 0), 3)
 
         # The old key is gone: the service now runs with the new one only.
         environment.configure(dataclasses.replace(stack.environment,
@@ -244,6 +246,9 @@ class TestRotateSecrets:
         same = client.patch(f"/connections/{connection['id']}", {"mysqlPassword": password})
         assert (same.status_code, same.json()) == (200, connection)
         assert stored(Connection, connection["id"]).credentials_version == version
+        # The stored answer is replayed, read with the new key.
+        replayed = client.post(f"/databases/{database['id']}/api-keys", {"name": "before"}, headers=retry)
+        assert replayed.headers["Idempotent-Replayed"] == "true" and replayed.json() == first
         # A new query key is minted with the stored secret; the old key still verifies.
         second = client.post(f"/databases/{database['id']}/api-keys", {"name": "after"})
         assert second.status_code == 201, second.text

@@ -9,8 +9,9 @@ PostgreSQL. The session is built from the spec, so an operation added later is w
   collection before it), and its answer parses as the documented model;
 - every documented 400, 401, 404, 413, 415 and 429 is provoked the same way for every operation,
   and must parse as the typed `Error` with the right code;
-- the 403s and 409s, which need a particular state, come from `SCENARIOS` keyed by
-  operationId; every error answer the spec uses is parsed at least once.
+- the 403s, 409s and 412s, which need a particular state, come from `SCENARIOS` keyed by
+  operationId (a POST with no other 409 reuses an Idempotency-Key with another body; a PATCH or
+  DELETE with If-Match sends a stale ETag); every error answer the spec uses is parsed at least once.
 """
 
 from __future__ import annotations
@@ -269,10 +270,11 @@ class Session:
         data.update(changes)
         return getattr(self.models, operation.body_schema).from_dict(data)
 
-    def call(self, operation: Operation, *, client=None, ids=None, body=None, use_example=True, query=None):
+    def call(self, operation: Operation, *, client=None, ids=None, body=None, use_example=True, query=None,
+             headers=None):
         module = operation_module(operation)
         parameters = inspect.signature(module.sync_detailed).parameters
-        kwargs = {"client": client or self.client, **(query or {})}
+        kwargs = {"client": client or self.client, **(query or {}), **(headers or {})}
         for name in operation.path_params:
             python_name = next(p for p in parameters if p.replace("_", "") == name.lower())
             value = (ids or {}).get(name, self.ids.get(name))
@@ -429,6 +431,20 @@ def _database_name_taken(session: Session, operation: Operation):
                                session.call(by_id("delete_database"), ids={"databaseId": other.id}))
 
 
+def _idempotency_key_reused(session: Session, operation: Operation):
+    """One Idempotency-Key for two requests: the first is answered, the second (another body) is a 409."""
+    key = str(uuid.uuid4())
+    session.expect_success(operation, session.call(operation, headers={"idempotency_key": key}))
+    field_name, _ = breaking_field(operation)
+    other = session.body(operation, **{field_name: unique("another")})
+    return session.call(operation, body=other, headers={"idempotency_key": key}), "idempotency_key_reused"
+
+
+def _precondition_failed(session: Session, operation: Operation):
+    """If-Match with an ETag the resource never had."""
+    return session.call(operation, headers={"if_match": '"0000000000000000"'}), "precondition_failed"
+
+
 def _plan_required(session: Session, operation: Operation):
     body = session.models.DatabaseUpdate(reflexdb_custom_domain=unique("shop"))
     return session.call(operation, body=body), "plan_required"
@@ -510,6 +526,11 @@ SCENARIOS.update({(op.operation_id, "409"): _invalid_state for op in OPERATIONS
 SCENARIOS[("delete_database", "409")] = _invalid_state
 SCENARIOS.update({(op.operation_id, "403"): _not_an_admin for op in OPERATIONS
                   if op.path.startswith("/admin/") and "403" in op.spec["responses"]})
+SCENARIOS.update({(op.operation_id, "412"): _precondition_failed for op in OPERATIONS
+                  if "412" in op.spec["responses"]})
+for _op in OPERATIONS:
+    if _op.method == "post" and "409" in _op.spec["responses"]:
+        SCENARIOS.setdefault((_op.operation_id, "409"), _idempotency_key_reused)
 
 
 def test_scenarios_and_exclusions_name_documented_answers():

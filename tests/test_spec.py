@@ -78,8 +78,9 @@ def test_every_operation_lists_its_errors_with_the_error_schema():
             if status.startswith(("4", "5")):
                 ref = response.get("$ref") or response["content"]["application/json"]["schema"]["$ref"]
                 assert ref.rsplit("/", 1)[1] in {"Error", "BadRequest", "Unauthorized", "Forbidden", "NotFound",
-                                                 "Conflict", "PayloadTooLarge", "UnsupportedMediaType",
-                                                 "TooManyRequests", "InternalError"}, f"{method} {path} {status}"
+                                                 "Conflict", "PreconditionFailed", "PayloadTooLarge",
+                                                 "UnsupportedMediaType", "TooManyRequests",
+                                                 "InternalError"}, f"{method} {path} {status}"
 
 
 def _schemas_everywhere():
@@ -195,11 +196,12 @@ def test_each_path_parameter_is_a_named_component():
             assert "{" + component["name"] + "}" in path, f"{path} does not carry {component['name']}"
             declared[component["name"]] += 1
         for method in METHODS:
-            # An operation declares only its query parameters (a list's limit, cursor, filters).
+            # An operation declares only its query and header parameters (a list's limit, cursor,
+            # filters; Idempotency-Key, If-Match).
             for parameter in item.get(method, {}).get("parameters", []):
                 assert set(parameter) == {"$ref"}, f"{method} {path}: inline parameter {parameter.get('name')}"
                 component = SPEC["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
-                assert component["in"] == "query", f"{method} {path}: path parameters belong to the path"
+                assert component["in"] in ("query", "header"), f"{method} {path}: path parameters belong to the path"
     # An id parameter names its resource: `keyId` would read as the key's public `keyId` field.
     assert all(name.endswith("Id") and name != "keyId" for name in declared), declared
 

@@ -17,6 +17,7 @@ from app.domain.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    PreconditionFailed,
     Unauthorized,
     Unavailable,
 )
@@ -34,6 +35,7 @@ STATUS_BY_ERROR = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    PreconditionFailed: 412,
     Unavailable: 503,
 }
 CODE_BY_STATUS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from peewee import SQL, IntegrityError, fn
 
 from app.contracts.backends import sync_modes
-from app.domain import databases, pagination, schemas
+from app.domain import databases, etags, pagination, schemas
 from app.domain.environment import current
 from app.domain.errors import Conflict, InvalidRequest
 from app.domain.ids import owned
@@ -23,6 +23,8 @@ EMBEDDED_DATABASES = 100
 # of each (the first by name), so it stays short however many databases there are.
 IN_USE_SCHEMAS_NAMED = 5
 IN_USE_DATABASES_NAMED = 3
+# What GET /connections/{id} embeds: other resources (with ETags of their own), not part of the connection's.
+EMBEDDED_FIELDS = ("databases", "databaseCount")
 
 
 def list_connections(principal: Principal, *, limit: int | None = None,
@@ -34,6 +36,11 @@ def list_connections(principal: Principal, *, limit: int | None = None,
 
 def get_connection(principal: Principal, ident) -> dict:
     return _dump_with_databases(owned(Connection, principal, ident, "connection"))
+
+
+def etag(answer: dict) -> str:
+    """The ETag of the connection an answer shows: its own fields, not the databases it embeds."""
+    return etags.etag({name: value for name, value in answer.items() if name not in EMBEDDED_FIELDS})
 
 
 def create_connection(principal: Principal, payload: dict) -> dict:
@@ -58,14 +65,21 @@ def create_connection(principal: Principal, payload: dict) -> dict:
     return _dump_with_databases(connection)
 
 
-def update_connection(principal: Principal, ident, payload: dict) -> dict:
-    """PATCH semantics of contract §5: partial, all-or-nothing, schema-in-use guarded."""
+def update_connection(principal: Principal, ident, payload: dict, *, if_match: str | None = None) -> dict:
+    """PATCH semantics of contract §5: partial, all-or-nothing, schema-in-use guarded.
+
+    With `if_match`, 412 precondition_failed unless it matches the connection's ETag,
+    checked under the row lock the update is written under.
+    """
     update = schemas.ConnectionSchema(exclude=schemas.ConnectionSchema.CREATE_ONLY)
     data = schemas.load(update, payload, partial=True)
     if not data:
-        return _schema().dump(owned(Connection, principal, ident, "connection"))
+        connection = owned(Connection, principal, ident, "connection")
+        _ensure_unchanged(connection, if_match)
+        return _schema().dump(connection)
     with db.atomic():
         connection = owned(Connection, principal, ident, "connection", lock=True)
+        _ensure_unchanged(connection, if_match)
         if "sync_mode" in data:
             _ensure_sync_mode_fits(connection.backend, data["sync_mode"])
         changes = _changes(connection, data)
@@ -92,10 +106,11 @@ def update_connection(principal: Principal, ident, payload: dict) -> dict:
     return _schema().dump(connection)
 
 
-def delete_connection(principal: Principal, ident) -> None:
-    """Soft-delete a connection that no live database uses any more."""
+def delete_connection(principal: Principal, ident, *, if_match: str | None = None) -> None:
+    """Soft-delete a connection that no live database uses any more (and that `if_match`, if given, matches)."""
     with db.atomic():
         connection = owned(Connection, principal, ident, "connection", lock=True)
+        _ensure_unchanged(connection, if_match)
         names = [d.name for d in Database.active_on(connection.id).order_by(Database.name).limit(11)]
         if names:
             listed = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
@@ -114,6 +129,11 @@ def delete_connection(principal: Principal, ident) -> None:
 def _schema() -> schemas.ConnectionSchema:
     """The connection as answers show it, without its databases (which _dump_with_databases adds)."""
     return schemas.ConnectionSchema(exclude=("databases",))
+
+
+def _ensure_unchanged(connection: Connection, if_match: str | None) -> None:
+    """412 unless `if_match` (None: no precondition) matches the connection as stored now."""
+    etags.ensure_matches(if_match, _schema().dump(connection), f"connection {connection.id}")
 
 
 def _dump_with_databases(connection: Connection) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peewee import IntegrityError
 
-from app.domain import catalog, pagination, query_keys, schemas
+from app.domain import catalog, etags, pagination, query_keys, schemas
 from app.domain.environment import current
 from app.domain.errors import Conflict, InvalidRequest, NotFound, PlanRequired
 from app.domain.ids import owned, parse_uuid
@@ -44,6 +44,11 @@ def dump_many(rows) -> list[dict]:
 
 def get_database(principal: Principal, ident) -> dict:
     return schemas.DatabaseSchema().dump(owned(Database, principal, ident, "database"))
+
+
+def etag(answer: dict) -> str:
+    """The ETag of a database as an answer shows it (GET, PATCH, POST)."""
+    return etags.etag(answer)
 
 
 def create_database(principal: Principal, payload: dict) -> dict:
@@ -86,19 +91,26 @@ def insert_database(principal: Principal, connection: Connection, data: dict, *,
         raise conflict from None
 
 
-def update_database(principal: Principal, ident, payload: dict) -> dict:
-    """Partial update; `mysqlDb` changes under the connection lock, like database creation."""
+def update_database(principal: Principal, ident, payload: dict, *, if_match: str | None = None) -> dict:
+    """Partial update; `mysqlDb` changes under the connection lock, like database creation.
+
+    With `if_match`, 412 precondition_failed unless it matches the database's ETag,
+    checked under the database's row lock, which the update is written under.
+    """
     update = schemas.DatabaseSchema(only=schemas.DatabaseSchema.UPDATE_FIELDS)
     data = schemas.load(update, payload, partial=True)
     row = owned(Database, principal, ident, "database")
     if not data:
+        _ensure_unchanged(row, if_match)
         return schemas.DatabaseSchema().dump(row)
     with db.atomic():
         connection = Connection.lock_owned(principal.customer_id, row.connection_id)
-        # Read again under the lock: the database may have been deleted meanwhile.
-        row = Database.active().where(Database.id == row.id).first() if connection else None
+        # Read again under the locks (the connection's, then the database's: no writer takes
+        # them the other way round): the database may have been deleted or changed meanwhile.
+        row = Database.lock_owned(principal.customer_id, row.id) if connection else None
         if row is None:
             raise NotFound(f"database {ident} was not found")
+        _ensure_unchanged(row, if_match)
         changes = {column: value for column, value in data.items() if getattr(row, column) != value}
         _check_changes(principal, connection, row, changes)
         if not changes:
@@ -116,11 +128,15 @@ def update_database(principal: Principal, ident, payload: dict) -> dict:
     return schemas.DatabaseSchema().dump(row)
 
 
-def delete_database(principal: Principal, ident) -> None:
-    """Soft delete: kept for audit, gone from listings and the schema-usage check; its query keys stop working."""
+def delete_database(principal: Principal, ident, *, if_match: str | None = None) -> None:
+    """Soft delete: kept for audit, gone from listings and the schema-usage check; its query keys stop working.
+
+    With `if_match`, only while it matches the database's ETag (else 412).
+    """
     with db.atomic():
         # The row lock orders this with query-key changes (see query_keys).
         row = owned(Database, principal, ident, "database", lock=True)
+        _ensure_unchanged(row, if_match)
         if row.status not in DELETE_STATUSES:
             raise Conflict(
                 f"a database can be deleted only while {_statuses(DELETE_STATUSES)}; "
@@ -144,6 +160,11 @@ def apply_sync_policy(connection: Connection) -> None:
 
 
 # -- helpers -----------------------------------------------------------------
+
+
+def _ensure_unchanged(row: Database, if_match: str | None) -> None:
+    """412 unless `if_match` (None: no precondition) matches the database as stored now."""
+    etags.ensure_matches(if_match, schemas.DatabaseSchema().dump(row), f"database {row.id}")
 
 
 def _check_changes(principal: Principal, connection: Connection, row: Database, changes: dict) -> None:

@@ -41,6 +41,12 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class PreconditionFailed(DomainError):
+    """412: an `If-Match` that no longer matches the resource's ETag; nothing was changed."""
+
+    code = "precondition_failed"
+
+
 class Unavailable(DomainError):
     """503: a dependency (the store) does not answer."""
 

@@ -299,3 +299,42 @@ class EngineLease(Model):
 
 ALL_MODELS = (Customer, ManagementKey, Connection, Database, QueryKey, Build, Instance,
               BuildCreditEntry, EngineLease)
+
+
+class IdempotencyRecord(BaseModel):
+    """The answer to the first POST sent with an `Idempotency-Key`, replayed to retries (app/domain/idempotency.py)."""
+
+    class Meta:
+        table_name = "idempotency_records"
+
+    customer = ForeignKeyField(Customer, on_delete="CASCADE")
+    key = CharField(max_length=255)                 # unique per customer (migration 0005)
+    operation_id = CharField(max_length=64)          # for operators reading the table; not compared
+    # Fernet token of {fingerprint, status, headers, body}: the answer may hold a key
+    # shown once (POST /account/management-keys), the fingerprint hashes a body that
+    # may hold a password. Null only inside the transaction that claims the key.
+    response_encrypted = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+
+
+class AuditEntry(BaseModel):
+    """One mutating request of an account: who, what, on which resource, with what outcome (app/domain/audit.py)."""
+
+    class Meta:
+        table_name = "audit_entries"
+
+    customer = ForeignKeyField(Customer, on_delete="CASCADE")
+    key_id = CharField(max_length=32)                # the management key's public keyId
+    operation_id = CharField(max_length=64)
+    resource_type = CharField(max_length=32, null=True)
+    resource_id = UUIDField(null=True)
+    status = IntegerField()
+    request_id = CharField(max_length=128)
+    source_ip = CharField(max_length=64, null=True)
+    idempotency_key = CharField(max_length=255, null=True)
+    replayed = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+
+
+ALL_MODELS = (*ALL_MODELS, IdempotencyRecord, AuditEntry)

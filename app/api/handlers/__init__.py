@@ -9,6 +9,7 @@ from app.api.handlers.admin import (  # noqa: F401
     get_build_credits,
     update_customer_plan,
 )
+from app.api.handlers.audit_log import list_audit_entries  # noqa: F401
 from app.api.handlers.builds import (  # noqa: F401
     get_database_build,
     get_database_build_logs,

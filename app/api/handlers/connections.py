@@ -1,3 +1,4 @@
+from app.api.conditional import if_match
 from app.api.pagination import paginated
 from app.domain import connections
 
@@ -8,17 +9,19 @@ def list_connections(user, limit, cursor=None):
 
 def create_connection(user, body):
     created = connections.create_connection(user, body)
-    return created, 201, {"Location": f"/v1/connections/{created['id']}"}
+    return created, 201, {"Location": f"/v1/connections/{created['id']}", "ETag": connections.etag(created)}
 
 
 def get_connection(user, connection_id):
-    return connections.get_connection(user, connection_id), 200
+    found = connections.get_connection(user, connection_id)
+    return found, 200, {"ETag": connections.etag(found)}
 
 
 def update_connection(user, connection_id, body):
-    return connections.update_connection(user, connection_id, body), 200
+    updated = connections.update_connection(user, connection_id, body, if_match=if_match())
+    return updated, 200, {"ETag": connections.etag(updated)}
 
 
 def delete_connection(user, connection_id):
-    connections.delete_connection(user, connection_id)
+    connections.delete_connection(user, connection_id, if_match=if_match())
     return None, 204

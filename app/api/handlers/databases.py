@@ -1,3 +1,4 @@
+from app.api.conditional import if_match
 from app.api.pagination import paginated
 from app.domain import databases
 
@@ -9,17 +10,19 @@ def list_databases(user, limit, cursor=None, connection_id=None, status=None):
 
 def create_database(user, body):
     created = databases.create_database(user, body)
-    return created, 201, {"Location": f"/v1/databases/{created['id']}"}
+    return created, 201, {"Location": f"/v1/databases/{created['id']}", "ETag": databases.etag(created)}
 
 
 def get_database(user, database_id):
-    return databases.get_database(user, database_id), 200
+    found = databases.get_database(user, database_id)
+    return found, 200, {"ETag": databases.etag(found)}
 
 
 def update_database(user, database_id, body):
-    return databases.update_database(user, database_id, body), 200
+    updated = databases.update_database(user, database_id, body, if_match=if_match())
+    return updated, 200, {"ETag": databases.etag(updated)}
 
 
 def delete_database(user, database_id):
-    databases.delete_database(user, database_id)
+    databases.delete_database(user, database_id, if_match=if_match())
     return None, 204
