@@ -16,6 +16,9 @@ import yaml
 from app.config import DEFAULT_SPEC
 from tests.spec_tools import SCRIPT, redocly, spec_script  # noqa: F401  (redocly is a fixture)
 
+# The checked-in spec's version, which the throwaway repos start from.
+CURRENT_VERSION = yaml.safe_load(DEFAULT_SPEC.read_text())["info"]["version"]
+
 BASE_TEXT = DEFAULT_SPEC.read_text()
 SPEC = yaml.safe_load(BASE_TEXT)
 
@@ -243,16 +246,19 @@ def test_a_branch_that_breaks_the_api_fails_until_marked_intentional(redocly, re
     assert f"openapi/openapi.yaml against {left_main} (where this branch left main)" in output
     assert "1 breaking change(s):\n  GET /connections: Operation `GET /connections` was removed. " \
            "(operation-removed)\n" in output
-    assert "If that is intended, info.version must take a major bump (it is 0.1.0, was 0.1.0; e.g. 1.0.0)" in output
+    major = int(CURRENT_VERSION.split(".")[0])
+    assert (f"If that is intended, info.version must take a major bump (it is {CURRENT_VERSION}, "
+            f"was {CURRENT_VERSION}; e.g. {major + 1}.0.0)") in output
 
-    repo.change(lambda s: s["info"].update(version="1.0.0"))
+    repo.change(lambda s: s["info"].update(version=f"{major + 1}.0.0"))
     status, output = repo.check()
-    assert status == 1 and "CHANGELOG.md needs a `## [1.0.0]` section" in output, output
+    assert status == 1 and f"CHANGELOG.md needs a `## [{major + 1}.0.0]` section" in output, output
 
-    repo.release("1.0.0", "- `GET /connections` is removed.")
+    repo.release(f"{major + 1}.0.0", "- `GET /connections` is removed.")
     status, output = repo.check()
     assert status == 0, output
-    assert "marked intentional: info.version 0.1.0 -> 1.0.0, with its CHANGELOG.md entry" in output
+    assert (f"marked intentional: info.version {CURRENT_VERSION} -> {major + 1}.0.0, "
+            "with its CHANGELOG.md entry") in output
 
 
 def test_additive_changes_on_a_branch_pass(redocly, repo):  # noqa: F811
