@@ -97,8 +97,9 @@ class Executor:
             return True
         ctx = StepContext(self.engine, row, owner)
         try:
-            ctx.fail(engine_stopped_message(attempts - 1, row.status))
-            steps.mark_unfinished_builds_failed(row.id)
+            # One transaction: whoever sees the database failed sees its build failed too.
+            ctx.fail(engine_stopped_message(attempts - 1, row.status),
+                     then=lambda: steps.mark_unfinished_builds_failed(row.id))
         except Superseded:
             pass
         return False
