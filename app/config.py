@@ -59,6 +59,7 @@ class Settings:
     free_plan_build_credits: int = 100     # builds included in the free plan; paid plans: unlimited
     validate_responses: bool = False       # tests turn this on: every response checked against the spec
     idempotency_ttl_seconds: int = 86400   # how long an Idempotency-Key's answer is replayed (docs/api-hardening.md)
+    audit_retention_days: int = 365        # audit entries older than this are deleted; 0 keeps them for ever
     # The lifecycle engine (docs/architecture.md): job queue, leases, reconciler, instances.
     redis_url: str | None = None           # unset: the job queue lives in the store (PostgreSQL or SQLite)
     queue_name: str = "reflexdb"           # the job queue's name (Redis key prefix / table rows)
@@ -97,6 +98,7 @@ class Settings:
             access_log=reader.text("REFLEXDB_ACCESS_LOG", "-", max_length=4096, empty=True) or None,
             free_plan_build_credits=reader.integer("REFLEXDB_FREE_PLAN_BUILD_CREDITS", 100, 0, 1_000_000),
             idempotency_ttl_seconds=reader.integer("REFLEXDB_IDEMPOTENCY_TTL_SECONDS", 86400, 60, 604800),
+            audit_retention_days=reader.integer("REFLEXDB_AUDIT_RETENTION_DAYS", 365, 0, 36500),
             redis_url=reader.redis_url("REFLEXDB_REDIS_URL"),
             queue_name=reader.text("REFLEXDB_QUEUE_NAME", "reflexdb", max_length=64),
             engine_lease_seconds=reader.number("REFLEXDB_ENGINE_LEASE_SECONDS", 30.0, 2.0, 3600.0),

@@ -11,7 +11,9 @@ others wait to take over when it dies). Each pass:
   health (status, snapshot age, swaps, row counts) is written to the store;
 - instance processes the store does not record (left by a worker that died
   mid-swap) are stopped, for databases no step is working on;
-- `pauseSchedule` events that came due are carried out once each.
+- `pauseSchedule` events that came due are carried out once each;
+- about once a minute, expired idempotency records and audit entries past retention are
+  deleted, a batch at a time (app/domain/housekeeping.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import threading
 import time
 
-from app.domain import lifecycle
+from app.domain import housekeeping, lifecycle
 from app.domain.errors import DomainError
 from app.domain.principal import Principal
 from app.engine import steps
@@ -33,6 +35,7 @@ from app.storage.models import Customer, Database, Instance, utcnow
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "reconciler"
+HOUSEKEEPING_SECONDS = 60.0
 
 
 class Reconciler:
@@ -44,6 +47,7 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._woken: dict[str, float] = {}   # database id -> when this reconciler last enqueued it
+        self._swept_at: float | None = None  # time.monotonic() of the last housekeeping sweep
 
     # -- thread ------------------------------------------------------------
 
@@ -94,6 +98,21 @@ class Reconciler:
                 self._reconcile(row, live.get(row.id), processes.get(str(row.id), []), now)
             except Exception:
                 log.exception("reconciling database %s failed", row.id)
+        self.housekeeping()
+
+    def housekeeping(self) -> None:
+        """Delete what is past its time, at most once per HOUSEKEEPING_SECONDS (a failure waits for the next)."""
+        if self._swept_at is not None and time.monotonic() - self._swept_at < HOUSEKEEPING_SECONDS:
+            return
+        self._swept_at = time.monotonic()
+        try:
+            result = housekeeping.sweep(audit_retention_days=self.engine.settings.audit_retention_days)
+        except Exception:
+            log.exception("housekeeping sweep failed")
+            return
+        if result.idempotency_records or result.audit_entries:
+            log.info("housekeeping: deleted %d expired idempotency records and %d audit entries",
+                     result.idempotency_records, result.audit_entries)
 
     def _reconcile(self, row: Database, live: Instance | None, processes: list, now: dt.datetime) -> None:
         lease_free = row.lease_expires_at is None or row.lease_expires_at < now
