@@ -9,6 +9,7 @@ objects and fields, a YAML config mappings and keys.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -152,7 +153,7 @@ def _problem(error, terms: Terms) -> str:
     if kind == "uniqueItems":
         return f"items must be unique: {_repeated(value)!r} appears more than once"
     if kind == "enum":
-        return f"{value!r} is not one of {', '.join(map(str, limit))}"
+        return f"{value!r} is not one of {', '.join(map(_json_word, limit))}"
     if kind == "const":
         return f"must be {limit!r}"
     if kind == "format" and limit == "date-time":
@@ -164,6 +165,13 @@ def _problem(error, terms: Terms) -> str:
     if kind == "pattern":
         return f"{value!r} has the wrong format ({error.schema.get('description', limit)})"
     return error.message
+
+
+def _json_word(value) -> str:
+    """An enum value as a client writes it in JSON: null, true, false, or the value."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return str(value)
 
 
 def _count(number: int, one: str, several: str) -> str:

@@ -147,6 +147,8 @@ class TestUpdateDatabase:
         ({"syncInterval": 4}, "syncInterval"), ({"syncInterval": 3601}, "syncInterval"),
         ({"syncInterval": 10}, "minSyncInterval"),
         ({"syncMode": "binlog"}, "allowedSyncModes"),
+        ({"buildComputeOverride": "HUGE"}, "buildComputeOverride: 'HUGE' is not one of BUILD_GENERAL1_LARGE, "
+                                           "BUILD_GENERAL1_XLARGE, BUILD_GENERAL1_2XLARGE, null"),
         ({"name": None}, "name: must not be null"), ({"tags": None}, "tags: must not be null"),
         ({"status": "running"}, "'status'"), ({"connectionId": "00000000-0000-4000-8000-000000000000"},
                                               "'connectionId'"),
