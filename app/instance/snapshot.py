@@ -17,6 +17,7 @@ docs/instance.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -305,6 +306,46 @@ class SnapshotHolder:
             lease.readers += 1
         try:
             yield lease.snapshot
+        finally:
+            with self._lock:
+                lease.readers -= 1
+                close = lease.retired and lease.readers == 0
+                if close:
+                    self._retired.remove(lease)
+            if close:
+                lease.snapshot.close()
+
+    @contextmanager
+    def write(self):
+        """Yield the current snapshot's connection inside one write transaction.
+
+        Change data capture applies a source transaction here: BEGIN IMMEDIATE, COMMIT
+        when the block ends, ROLLBACK when it raises, `query_only` back on either way.
+        It holds the connection's statement lock throughout, so no reader's statement
+        runs in the middle of it (readers see all of a transaction or none).
+        """
+        with self._lock:
+            lease = self._lease
+            if lease is None:
+                raise NoSnapshot()
+            lease.readers += 1   # a swap meanwhile must not close it under the writer
+        connection = lease.snapshot.connection
+        lock = getattr(connection, "statement_lock", None) or contextlib.nullcontext()
+        try:
+            with lock:
+                connection.execute("PRAGMA query_only = OFF")
+                try:
+                    # The load runs without a journal; ROLLBACK needs one.
+                    connection.execute("PRAGMA journal_mode = MEMORY")
+                    connection.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield connection
+                    except BaseException:
+                        connection.execute("ROLLBACK")
+                        raise
+                    connection.execute("COMMIT")
+                finally:
+                    connection.execute("PRAGMA query_only = ON")
         finally:
             with self._lock:
                 lease.readers -= 1
