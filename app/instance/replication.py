@@ -300,6 +300,11 @@ class ChangeSync:
         self._note_reader_status(reader)
         if item is None:
             return
+        if self._frozen:
+            # Paused while this was read: leave it unapplied. The position is still before
+            # it, so resuming reads it again; nothing is lost.
+            self._close_reader()
+            return
         if isinstance(item, SourceTransaction):
             self._apply(item)
         elif isinstance(item, SchemaChange):
@@ -429,7 +434,7 @@ class ChangeSync:
             "eventsApplied": self.events_applied,
             "transactionsApplied": self.transactions_applied,
             "position": self.position,
-            "streamStatus": "paused" if self._frozen else self.stream_status,
+            "streamStatus": self.stream_status,
             "streamReloads": self.reloads,
             "lastReloadReason": self.last_reload_reason,
         }
