@@ -312,7 +312,9 @@ def test_large_transaction_arrives_whole(case, start):
     count = "items { id ORDER BY id DESC LIMIT 1 }"
     instance.wait_answer(count, [{"id": 100000}], timeout=120)
     health = instance.health()
-    assert (health["rowCounts"]["items"], health["swapCount"]) == (100000, 0)
+    # Applied to a copy swapped in (queries never wait for it), not reloaded.
+    assert (health["rowCounts"]["items"], health["eventsApplied"], health["swapCount"],
+            health["streamReloads"], health["lastReloadReason"]) == (100000, 100000, 1, 0, None)
 
 
 def test_stopping_the_instance_drops_its_slot(postgres_case, start):
