@@ -280,6 +280,12 @@ class SnapshotHolder:
         self._lease: _Lease | None = None
         self._retired: list[_Lease] = []
         self.swap_count = 0
+        # Queries (reading) and change writes (write) exclude each other, writers first: a
+        # query's statements all see the snapshot between two source transactions.
+        self._gate = threading.Condition()
+        self._queries = 0
+        self._writing = False
+        self._writers_waiting = 0
 
     @property
     def current(self) -> Snapshot | None:
@@ -299,21 +305,31 @@ class SnapshotHolder:
     @contextmanager
     def reading(self):
         """Yield the current snapshot; it stays open until the block ends, even across a swap."""
-        with self._lock:
-            lease = self._lease
-            if lease is None:
-                raise NoSnapshot()
-            lease.readers += 1
+        with self._gate:
+            while self._writing or self._writers_waiting:
+                self._gate.wait()
+            self._queries += 1
         try:
-            yield lease.snapshot
-        finally:
             with self._lock:
-                lease.readers -= 1
-                close = lease.retired and lease.readers == 0
+                lease = self._lease
+                if lease is None:
+                    raise NoSnapshot()
+                lease.readers += 1
+            try:
+                yield lease.snapshot
+            finally:
+                with self._lock:
+                    lease.readers -= 1
+                    close = lease.retired and lease.readers == 0
+                    if close:
+                        self._retired.remove(lease)
                 if close:
-                    self._retired.remove(lease)
-            if close:
-                lease.snapshot.close()
+                    lease.snapshot.close()
+        finally:
+            with self._gate:
+                self._queries -= 1
+                if not self._queries:
+                    self._gate.notify_all()
 
     @contextmanager
     def write(self):
@@ -321,9 +337,26 @@ class SnapshotHolder:
 
         Change data capture applies a source transaction here: BEGIN IMMEDIATE, COMMIT
         when the block ends, ROLLBACK when it raises, `query_only` back on either way.
-        It holds the connection's statement lock throughout, so no reader's statement
-        runs in the middle of it (readers see all of a transaction or none).
+        It waits for the queries in progress and holds off new ones (`reading`) until it
+        ends, and holds the connection's statement lock throughout: a query sees all of a
+        transaction or none of it, in every one of its statements.
         """
+        with self._gate:
+            self._writers_waiting += 1
+            while self._writing or self._queries:
+                self._gate.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            with self._write_transaction() as connection:
+                yield connection
+        finally:
+            with self._gate:
+                self._writing = False
+                self._gate.notify_all()
+
+    @contextmanager
+    def _write_transaction(self):
         with self._lock:
             lease = self._lease
             if lease is None:

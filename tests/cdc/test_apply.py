@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 
 import pytest
 
@@ -151,3 +153,22 @@ def test_a_failed_transaction_is_rolled_back_whole(holder):
     with holder.reading() as snapshot:   # read-only again for readers
         with pytest.raises(Exception, match="readonly"):
             snapshot.connection.execute("DELETE FROM items")
+
+
+def test_a_query_sees_no_write_between_its_statements(holder):
+    """A write waits for the queries in progress, and new queries wait for the write."""
+    def count(snapshot):
+        return snapshot.connection.execute("SELECT count(*) FROM items").fetchone()[0]
+
+    writer = threading.Thread(target=apply, args=(holder, RowChange("items", "delete",
+                                                                    before={"id": 1})))
+    with holder.reading() as snapshot:
+        before = count(snapshot)
+        writer.start()
+        deadline = time.monotonic() + 10
+        while holder._writers_waiting == 0:   # the writer is now at the gate
+            assert time.monotonic() < deadline, "the writer never reached the gate"
+            time.sleep(0.01)
+        assert count(snapshot) == before == 2
+    writer.join(10)
+    assert rows(holder, "items") == [(2, "pear", 0, 20)]
