@@ -29,7 +29,7 @@ from app.domain.environment import current
 from app.engine.context import StepContext, StepFailed, Superseded
 from app.engine.runtime import InstanceSpec, InstanceStartError
 from app.sources import SourceCredentials, SourceError
-from app.sources.cdc import release_all, slot_name
+from app.sources.cdc import change_capture, release_all, slot_name
 from app.storage.database import db
 from app.storage.models import Build, Connection, Database, Instance, utcnow
 
@@ -289,6 +289,7 @@ def start_instance(ctx: StepContext, build_id, *, reason: str | None, config: di
     release_unrecorded(ctx, live)
     deliver_keys(row)
     instance_id = uuid.uuid4()
+    previous_mode = (row.deployed_config or {}).get("sync_mode")
     config = dict(lifecycle.current_config(row), **(config or {}))
     fallback = cdc_unavailable(credentials, config["sync_mode"], ctx.settings.source_connect_timeout)
     settings = InstanceSettings(
@@ -330,6 +331,19 @@ def start_instance(ctx: StepContext, build_id, *, reason: str | None, config: di
         raise
     if live is not None:
         runtime.release(handle_of(runtime, live))
+        if previous_mode == "logical" and credentials.backend == "postgres":
+            _drop_instance_slot(credentials, settings, spec.artifact, live.id)
+
+
+def _drop_instance_slot(credentials: SourceCredentials, settings: InstanceSettings, artifact: SchemaArtifact,
+                        instance_id) -> None:
+    """Drop the replication slot of a replaced instance (it drops its own when it stops
+    cleanly; this is the net for one that was killed). Best effort: terminate drops them all."""
+    try:
+        change_capture(credentials, artifact, database_id=settings.database_id, instance_id=instance_id).release()
+    except Exception as exc:
+        log.warning("database %s: the replaced instance's replication slot was not dropped: %s",
+                    settings.database_id, getattr(exc, "message", exc))
 
 
 def _join_notes(*notes: str | None) -> str | None:

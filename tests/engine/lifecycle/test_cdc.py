@@ -120,6 +120,23 @@ def test_logical_streams_pauses_and_terminate_drops_the_slot(client, workers, ac
     answer([{"id": 1, "name": "Ada L"}, {"id": 2, "name": "Lin"}, {"id": 3, "name": "Kim"}])
     assert (instance_health(body)["swapCount"], instance_health(body)["streamReloads"]) == (0, 0)
 
+    # A redeploy (resize) swaps instances: the old one's slot goes with it.
+    act(database["id"], "resize", {"instanceSize": "small"})
+    body = wait_until(lambda: (b := settled(client, database["id"]))["endpointUrl"]
+                      != body["endpointUrl"] and b, 60, what="the new instance")
+    assert body["status"] == "running"
+    # The old instance is released after the swap commits.
+    [slot] = wait_until(lambda: len(found := slots(admin, database["id"])) == 1 and found, 30,
+                        what="the old instance's slot to go")
+    assert slot == slot_name(database["id"], _live_instance_id(database["id"]))
+
     act(database["id"], "terminate")
     assert settled(client, database["id"])["status"] == "terminated"
     assert slots(admin, database["id"]) == []
+
+
+def _live_instance_id(database_id):
+    from app.storage.database import db
+    from app.storage.models import Instance
+    with db.connection_context():
+        return Instance.get((Instance.database == database_id) & Instance.stopped_at.is_null()).id
