@@ -252,7 +252,7 @@ class _SettingsFields(_Strict):
     binlog_server_id = _integer(1, 4294967295, allow_none=True, data_key="binlogServerId",
                                 load_default=None)
     cdc_unavailable = _text(allow_none=True, data_key="cdcUnavailable", load_default=None)
-    full_reload_seconds = _integer(60, 604800, allow_none=True, data_key="fullReloadSeconds",
+    full_reload_seconds = _integer(10, 604800, allow_none=True, data_key="fullReloadSeconds",
                                    load_default=None)
     replication_paused = _StrictBoolean(data_key="replicationPaused", load_default=False,
                                         error_messages=_accepting("true or false"))

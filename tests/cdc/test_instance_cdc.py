@@ -348,3 +348,19 @@ def test_a_source_without_prerequisites_polls_and_says_why(case, start):
         mode, "poll", f"{mode} is not available, the instance polls: binlog_format is "
                       f"STATEMENT; set binlog_format=ROW", None)
 
+
+
+def test_explicit_and_periodic_reloads_start_a_new_stream(mysql_case, start):
+    case = mysql_case
+    prepare(case)
+    instance = start(case, full_reload_seconds=10)
+    instance.runtime.reload(instance.handle)
+    health = instance.wait_health(lambda h: h["swapCount"] == 1 and
+                                  h["streamStatus"] == "streaming", "the explicit reload")
+    assert (health["lastReloadReason"], health["streamReloads"]) == ("reload requested", 0)
+    case.execute("UPDATE {s}.items SET qty = 1 WHERE id = 1")
+    instance.wait_answer(ITEMS, [item(1, "apple", 1), item(2, "pear", 3)])
+    health = instance.wait_health(lambda h: h["swapCount"] == 2, "the periodic reload")
+    assert health["lastReloadReason"] == "periodic full reload (fullReloadSeconds=10)"
+    case.execute("DELETE FROM {s}.items WHERE id = 1")
+    instance.wait_answer(ITEMS, [item(2, "pear", 3)])
