@@ -5,6 +5,8 @@ describes: every artifact table is created, filled from the source in batches
 (rows already in snapshot storage types), then indexed on primary keys and on
 both ends of every relation, analysed and switched to read-only. After that it
 never changes: a refresh builds a new one and the `SnapshotHolder` swaps it in.
+The exception is change data capture (app/instance/replication.py), which applies
+each source transaction in place through `SnapshotHolder.write()`.
 
 Readers share one connection (sqlite3 threadsafety 3, serialized), a
 `SharedConnection` that runs the executor's statements one at a time and
