@@ -17,8 +17,12 @@ docs/instance.md, the query limits in docs/query-language.md):
         "user": "reader", "schema": "shop",
         "database": null                      # postgres: the database holding `schema`
       },
-      "syncMode": "poll",                     # poll | binlog | logical | cdc (CDC runs as poll)
+      "syncMode": "poll",                     # poll | binlog | logical | cdc (cdc runs as poll)
       "syncIntervalSeconds": 30,              # 1-3600
+      "instanceId": null,                     # logical: names this instance's slot
+      "binlogServerId": null,                 # binlog: the replica's server id (required)
+      "cdcUnavailable": null,                 # why the engine fell back to poll (prerequisites)
+      "fullReloadSeconds": null,              # CDC safety net: full reload every N s; null = off
       "replicationPaused": false,
       "memoryLimitMb": 512,                   # the size's taskMemoryMb; null = no limit
       "defaultLimit": 1000, "maxLimit": 10000,  # ... and the other query limits
@@ -33,6 +37,7 @@ line per bad setting, naming the field and what it accepts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -48,11 +53,26 @@ from marshmallow import (
     validates_schema,
 )
 
+from app.contracts.backends import CDC_MODES, POLL, SYNC_MODES
 from app.contracts.backends import READABLE_BACKENDS as BACKENDS
-from app.contracts.backends import SYNC_MODES
 from app.contracts.query_limits import DEFAULT_LIMITS, LIMIT_SPECS, QueryLimits
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
+# The change streams an instance can read (app/sources/cdc); mssql's `cdc` polls.
+STREAMING_MODES = ("binlog", "logical")
+
+
+# A binlogServerId left null is derived from the database id into this range: far from the
+# small ids people give their own servers and replicas (1 is the usual primary's), and the
+# same on every deploy of the database (a replica id must not change under the source).
+DERIVED_SERVER_ID_MIN = 1_000_000_000
+DERIVED_SERVER_ID_SPAN = 1_000_000_000
+
+
+def derived_binlog_server_id(database_id) -> int:
+    """The stable binlog replica id of a database whose binlogServerId is null."""
+    digest = hashlib.sha256(str(database_id).lower().encode()).digest()
+    return DERIVED_SERVER_ID_MIN + int.from_bytes(digest[:8], "big") % DERIVED_SERVER_ID_SPAN
 
 
 class SettingsError(ValueError):
@@ -81,6 +101,10 @@ class InstanceSettings:
     source: SourceSettings
     sync_mode: str = "poll"
     sync_interval_seconds: int = 30
+    instance_id: str | None = None
+    binlog_server_id: int | None = None
+    cdc_unavailable: str | None = None
+    full_reload_seconds: int | None = None
     replication_paused: bool = False
     memory_limit_mb: int | None = 512
     limits: QueryLimits = DEFAULT_LIMITS
@@ -91,8 +115,22 @@ class InstanceSettings:
 
     @property
     def effective_sync_mode(self) -> str:
-        """The mode the instance really runs: only poll exists so far."""
-        return "poll"
+        """The mode the instance really runs: the backend's change stream (binlog for
+        mysql, logical for postgres) unless the engine found its prerequisites missing;
+        poll otherwise (and for mssql's cdc, which has no reader)."""
+        if self.cdc_unavailable is None and CDC_MODES.get(self.source.backend) == self.sync_mode \
+                and self.sync_mode in STREAMING_MODES:
+            return self.sync_mode
+        return POLL
+
+    @property
+    def sync_note(self) -> str | None:
+        """Why the instance polls although its database asks for a change stream, or None."""
+        if self.sync_mode == POLL or self.effective_sync_mode != POLL:
+            return None
+        if self.cdc_unavailable:
+            return f"{self.sync_mode} is not available, the instance polls: {self.cdc_unavailable}"
+        return f"{self.sync_mode} is not implemented for {self.source.backend}; the instance polls"
 
     # -- serialisation -----------------------------------------------------
 
@@ -210,6 +248,12 @@ class _SettingsFields(_Strict):
         "an object with backend, host, port, user, schema and database"))
     sync_mode = _choice(SYNC_MODES, data_key="syncMode", load_default="poll")
     sync_interval_seconds = _integer(1, 3600, data_key="syncIntervalSeconds", load_default=30)
+    instance_id = _text(allow_none=True, data_key="instanceId", load_default=None)
+    binlog_server_id = _integer(1, 4294967295, allow_none=True, data_key="binlogServerId",
+                                load_default=None)
+    cdc_unavailable = _text(allow_none=True, data_key="cdcUnavailable", load_default=None)
+    full_reload_seconds = _integer(10, 604800, allow_none=True, data_key="fullReloadSeconds",
+                                   load_default=None)
     replication_paused = _StrictBoolean(data_key="replicationPaused", load_default=False,
                                         error_messages=_accepting("true or false"))
     memory_limit_mb = _integer(1, 1 << 20, allow_none=True, data_key="memoryLimitMb",
@@ -256,5 +300,6 @@ def _lines(messages, prefix: str = "") -> list[str]:
     return lines
 
 
-__all__ = ["BACKENDS", "LOG_LEVELS", "SYNC_MODES",
+__all__ = ["DERIVED_SERVER_ID_MIN", "DERIVED_SERVER_ID_SPAN", "derived_binlog_server_id",
+           "BACKENDS", "LOG_LEVELS", "STREAMING_MODES", "SYNC_MODES",
            "InstanceSettings", "SettingsError", "SourceSettings"]

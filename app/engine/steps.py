@@ -17,12 +17,19 @@ import uuid
 from app import sources
 from app.build import ConfigError, build_artifact
 from app.contracts.artifact import SchemaArtifact
-from app.contracts.instance_settings import InstanceSettings, SourceSettings
+from app.contracts.backends import CDC_MODES
+from app.contracts.instance_settings import (
+    STREAMING_MODES,
+    InstanceSettings,
+    SourceSettings,
+    derived_binlog_server_id,
+)
 from app.domain import catalog, lifecycle, query_keys
 from app.domain.environment import current
 from app.engine.context import StepContext, StepFailed, Superseded
 from app.engine.runtime import InstanceSpec, InstanceStartError
 from app.sources import SourceCredentials, SourceError
+from app.sources.cdc import change_capture, release_all, slot_name
 from app.storage.database import db
 from app.storage.models import Build, Connection, Database, Instance, utcnow
 
@@ -58,10 +65,14 @@ def test_connection(ctx: StepContext) -> None:
     timeout = ctx.settings.source_connect_timeout
     outcome: dict = {}
 
+    streaming = streams_changes(credentials, ctx.row.sync_mode)
+
     def probe():
         try:
             with sources.open_source(credentials, connect_timeout=timeout) as source:
                 source.check_access()
+                if streaming:
+                    outcome["cdc"] = _prerequisites_note(source, ctx.row.sync_mode)
         except SourceError as exc:
             outcome["error"] = exc
         except Exception as exc:   # the driver failed in a way the adapter does not name
@@ -82,7 +93,74 @@ def test_connection(ctx: StepContext) -> None:
         if error.code == "unreachable" and "timed out" in error.message:
             raise StepFailed(_timeout_message(credentials, where, timeout))
         raise StepFailed(f"testing the connection failed: {error.message}")
-    ctx.commit("queued", last_error=None)
+    # A CDC mode the source is not set up for does not fail the provision: the instance
+    # polls and says why (issue 9, "CDC by default where it works"); lastError names
+    # each missing prerequisite until a deploy finds them all.
+    ctx.commit("queued", last_error=outcome.get("cdc"))
+
+
+def streams_changes(credentials: SourceCredentials, sync_mode: str) -> bool:
+    """Whether `sync_mode` is the change stream an instance reads from this backend."""
+    return sync_mode in STREAMING_MODES and CDC_MODES.get(credentials.backend) == sync_mode
+
+
+def _prerequisites_note(source, sync_mode: str) -> str | None:
+    """None when the source can stream changes; else the fallback note naming what is missing."""
+    ok, reasons = source.cdc_prerequisites()
+    return None if ok else fallback_note(sync_mode, "; ".join(reasons))
+
+
+def fallback_note(sync_mode: str, reasons: str) -> str:
+    """What lastError and the instance's syncNote say when a CDC database polls instead."""
+    return f"{sync_mode} is not available, the instance polls: {reasons}"[:2000]
+
+
+def cdc_unavailable(credentials: SourceCredentials, sync_mode: str, timeout: int) -> str | None:
+    """Why an instance of this database must poll instead of streaming (checked now), or None:
+    each missing prerequisite, named (the instance settings' `cdcUnavailable`).
+
+    The deploy checks again (a resume or reconfigure has no connection test, and the source
+    may have been fixed or broken since); a source that cannot be asked counts as unfit:
+    the instance polls rather than failing over and over to open a stream.
+    """
+    if not streams_changes(credentials, sync_mode):
+        return None
+    try:
+        with sources.open_source(credentials, connect_timeout=timeout) as source:
+            ok, reasons = source.cdc_prerequisites()
+    except SourceError as exc:
+        return f"the prerequisites could not be checked: {exc.message}"[:1900]
+    return None if ok else "; ".join(reasons)[:1900]
+
+
+def release_replication(ctx: StepContext) -> str | None:
+    """Drop the database's replication slots and publications on the source (PostgreSQL).
+
+    An orphaned slot makes the source keep WAL forever. Every instance drops its own when
+    it stops; this is the net for one that was killed. Returns a note when the source could
+    not be reached (the slot may remain), None otherwise.
+    """
+    row = ctx.row
+    connection = Connection.get_by_id(row.connection_id)
+    if connection.backend != "postgres":
+        return None
+    deployed = (row.deployed_config or {}).get("sync_mode")
+    if "logical" not in (row.sync_mode, deployed):
+        return None
+    try:
+        credentials = source_credentials(connection, row)
+        dropped = release_all(credentials, row.id, connect_timeout=ctx.settings.source_connect_timeout)
+    except (StepFailed, SourceError) as exc:
+        slot = slot_name(row.id)
+        log.warning("database %s: replication slots not dropped: %s", row.id, exc)
+        return (f"the replication slots {slot}* could not be dropped on the source "
+                f"({getattr(exc, 'message', exc)}); drop them there: "
+                f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                f"WHERE slot_name LIKE '{slot}%'")[:2000]
+    if dropped:
+        log.info("database %s: dropped %s on the source", row.id, ", ".join(dropped))
+    return None
+
 
 
 def _timeout_message(credentials: SourceCredentials, where: str, seconds: float) -> str:
@@ -211,12 +289,17 @@ def start_instance(ctx: StepContext, build_id, *, reason: str | None, config: di
     release_unrecorded(ctx, live)
     deliver_keys(row)
     instance_id = uuid.uuid4()
+    previous_mode = (row.deployed_config or {}).get("sync_mode")
     config = dict(lifecycle.current_config(row), **(config or {}))
+    fallback = cdc_unavailable(credentials, config["sync_mode"], ctx.settings.source_connect_timeout)
     settings = InstanceSettings(
         database_id=str(row.id), artifact_path="-", keys_file="-",
         source=SourceSettings(backend=credentials.backend, host=credentials.host, port=credentials.port,
                               user=credentials.user, schema=credentials.schema, database=credentials.database),
         sync_mode=config["sync_mode"], sync_interval_seconds=config["sync_interval"],
+        instance_id=str(instance_id), cdc_unavailable=fallback,
+        binlog_server_id=(row.binlog_server_id or derived_binlog_server_id(row.id)
+                          if credentials.backend == "mysql" else None),
         replication_paused=row.replication_paused,
         memory_limit_mb=catalog.INSTANCE_SIZES[config["instance_size"]][1], log_level=config["log_level"])
     spec = InstanceSpec(database_id=str(row.id), instance_id=str(instance_id), settings=settings,
@@ -239,7 +322,8 @@ def start_instance(ctx: StepContext, build_id, *, reason: str | None, config: di
                             **health_columns(health, now))
 
         ctx.commit("running", then=swap, endpoint_url=handle.endpoint_url,
-                   health_status=HEALTH.get(health.get("status"), "degraded"), last_error=reason,
+                   health_status=HEALTH.get(health.get("status"), "degraded"),
+                   last_error=_join_notes(reason, fallback and fallback_note(config["sync_mode"], fallback)),
                    deployed_build_id=record.id, deployed_credentials_version=connection.credentials_version,
                    deployed_config=config)
     except BaseException:
@@ -247,6 +331,24 @@ def start_instance(ctx: StepContext, build_id, *, reason: str | None, config: di
         raise
     if live is not None:
         runtime.release(handle_of(runtime, live))
+        if previous_mode == "logical" and credentials.backend == "postgres":
+            _drop_instance_slot(credentials, settings, spec.artifact, live.id)
+
+
+def _drop_instance_slot(credentials: SourceCredentials, settings: InstanceSettings, artifact: SchemaArtifact,
+                        instance_id) -> None:
+    """Drop the replication slot of a replaced instance (it drops its own when it stops
+    cleanly; this is the net for one that was killed). Best effort: terminate drops them all."""
+    try:
+        change_capture(credentials, artifact, database_id=settings.database_id, instance_id=instance_id).release()
+    except Exception as exc:
+        log.warning("database %s: the replaced instance's replication slot was not dropped: %s",
+                    settings.database_id, getattr(exc, "message", exc))
+
+
+def _join_notes(*notes: str | None) -> str | None:
+    kept = [note for note in notes if note]
+    return "; ".join(kept) if kept else None
 
 
 def deliver_keys(row: Database) -> None:
@@ -316,13 +418,15 @@ def stop_everything(ctx: StepContext, status: str) -> None:
     for instance in live:
         runtime.release(handle_of(runtime, instance))
     release_unrecorded(ctx, None)
+    note = release_replication(ctx)
     now = utcnow()
 
     def mark_stopped():
         Instance.update(stopped_at=now, updated_at=now).where(
             (Instance.database == ctx.row.id) & Instance.stopped_at.is_null()).execute()
 
-    ctx.commit(status, then=mark_stopped, endpoint_url=None, health_status=None)
+    extra = {"last_error": note} if note else {}
+    ctx.commit(status, then=mark_stopped, endpoint_url=None, health_status=None, **extra)
 
 
 def pause(ctx: StepContext) -> None:

@@ -5,6 +5,8 @@ describes: every artifact table is created, filled from the source in batches
 (rows already in snapshot storage types), then indexed on primary keys and on
 both ends of every relation, analysed and switched to read-only. After that it
 never changes: a refresh builds a new one and the `SnapshotHolder` swaps it in.
+The exception is change data capture (app/instance/replication.py), which applies
+each source transaction in place through `SnapshotHolder.write()`.
 
 Readers share one connection (sqlite3 threadsafety 3, serialized), a
 `SharedConnection` that runs the executor's statements one at a time and
@@ -17,6 +19,7 @@ docs/instance.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -279,6 +282,12 @@ class SnapshotHolder:
         self._lease: _Lease | None = None
         self._retired: list[_Lease] = []
         self.swap_count = 0
+        # Queries (reading) and change writes (write) exclude each other, writers first: a
+        # query's statements all see the snapshot between two source transactions.
+        self._gate = threading.Condition()
+        self._queries = 0
+        self._writing = False
+        self._writers_waiting = 0
 
     @property
     def current(self) -> Snapshot | None:
@@ -298,13 +307,80 @@ class SnapshotHolder:
     @contextmanager
     def reading(self):
         """Yield the current snapshot; it stays open until the block ends, even across a swap."""
+        with self._gate:
+            while self._writing or self._writers_waiting:
+                self._gate.wait()
+            self._queries += 1
+        try:
+            with self._lock:
+                lease = self._lease
+                if lease is None:
+                    raise NoSnapshot()
+                lease.readers += 1
+            try:
+                yield lease.snapshot
+            finally:
+                with self._lock:
+                    lease.readers -= 1
+                    close = lease.retired and lease.readers == 0
+                    if close:
+                        self._retired.remove(lease)
+                if close:
+                    lease.snapshot.close()
+        finally:
+            with self._gate:
+                self._queries -= 1
+                if not self._queries:
+                    self._gate.notify_all()
+
+    @contextmanager
+    def write(self):
+        """Yield the current snapshot's connection inside one write transaction.
+
+        Change data capture applies a source transaction here: BEGIN IMMEDIATE, COMMIT
+        when the block ends, ROLLBACK when it raises, `query_only` back on either way.
+        It waits for the queries in progress and holds off new ones (`reading`) until it
+        ends, and holds the connection's statement lock throughout: a query sees all of a
+        transaction or none of it, in every one of its statements.
+        """
+        with self._gate:
+            self._writers_waiting += 1
+            while self._writing or self._queries:
+                self._gate.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            with self._write_transaction() as connection:
+                yield connection
+        finally:
+            with self._gate:
+                self._writing = False
+                self._gate.notify_all()
+
+    @contextmanager
+    def _write_transaction(self):
         with self._lock:
             lease = self._lease
             if lease is None:
                 raise NoSnapshot()
-            lease.readers += 1
+            lease.readers += 1   # a swap meanwhile must not close it under the writer
+        connection = lease.snapshot.connection
+        lock = getattr(connection, "statement_lock", None) or contextlib.nullcontext()
         try:
-            yield lease.snapshot
+            with lock:
+                connection.execute("PRAGMA query_only = OFF")
+                try:
+                    # The load runs without a journal; ROLLBACK needs one.
+                    connection.execute("PRAGMA journal_mode = MEMORY")
+                    connection.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield connection
+                    except BaseException:
+                        connection.execute("ROLLBACK")
+                        raise
+                    connection.execute("COMMIT")
+                finally:
+                    connection.execute("PRAGMA query_only = ON")
         finally:
             with self._lock:
                 lease.readers -= 1

@@ -9,6 +9,7 @@ from app.contracts.artifact import SchemaArtifact
 from app.contracts.instance_settings import InstanceSettings
 from app.instance.keys import KeyStore
 from app.instance.memory import MemoryBudget
+from app.instance.replication import ChangeSync
 from app.instance.snapshot import SnapshotHolder
 from app.instance.sync import SyncController
 from app.query import QueryEngine
@@ -28,8 +29,11 @@ class InstanceState:
         self.budget = MemoryBudget(settings.memory_limit_mb)
         self.holder = SnapshotHolder()
         self.keys = KeyStore(settings.keys_file)
-        self.sync = SyncController(artifact, settings, source_password, self.holder,
-                                   self.budget, open_source=open_source)
+        # binlog / logical stream changes; poll (and a CDC mode the engine found the
+        # source unfit for) reloads on a timer.
+        controller = ChangeSync if settings.effective_sync_mode != "poll" else SyncController
+        self.sync = controller(artifact, settings, source_password, self.holder,
+                               self.budget, open_source=open_source)
         # Plans are cached by query text (LRU): the artifact never changes in one process.
         self.queries = QueryEngine(artifact, limits=settings.limits, cache_size=PLAN_CACHE_SIZE)
         self._admin_token = admin_token or None
@@ -77,8 +81,8 @@ class InstanceState:
             "replicationPaused": self.sync.frozen,
             "syncMode": settings.sync_mode,
             "effectiveSyncMode": settings.effective_sync_mode,
-            "syncNote": (None if settings.sync_mode == "poll" else
-                         f"{settings.sync_mode} is not implemented yet; the instance polls"),
+            "syncNote": settings.sync_note,
+            **self.sync.stream_health(),
             "syncIntervalSeconds": settings.sync_interval_seconds,
             "loadRowsPerSecond": (round(self.sync.last_rows_per_second, 1)
                                   if self.sync.last_rows_per_second is not None else None),

@@ -198,7 +198,11 @@ class SyncController:
             return "degraded"
         return "ok" if self.holder.current is not None else "loading"
 
-
+    def stream_health(self) -> dict:
+        """The change stream's /health fields (app/instance/replication.py): none when polling."""
+        return {"replicationLagMs": None, "eventsApplied": None, "transactionsApplied": None,
+                "position": None, "streamStatus": None, "streamReloads": None,
+                "lastReloadReason": None}
 
 
 def _now_rfc3339() -> str:

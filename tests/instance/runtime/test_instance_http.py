@@ -74,6 +74,9 @@ class TestQueryEndToEnd:
             "rowCounts": ROW_COUNTS, "lastSyncError": None, "lastSyncErrorCode": None,
             "replicationPaused": False, "syncMode": "poll", "effectiveSyncMode": "poll",
             "syncNote": None, "syncIntervalSeconds": 3600, "memoryLimitMb": 512,
+            "replicationLagMs": None, "eventsApplied": None, "transactionsApplied": None,
+            "position": None, "streamStatus": None, "streamReloads": None,
+            "lastReloadReason": None,
         }
 
     def test_openapi_describes_tables(self, mysql_instance):

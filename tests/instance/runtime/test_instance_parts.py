@@ -105,7 +105,8 @@ class TestSettings:
             max_answer_bytes=2048, query_timeout_ms=100)
         assert settings.to_dict() == {
             **SETTINGS, **limits, "syncMode": "poll", "syncIntervalSeconds": 30,
-            "replicationPaused": False, "memoryLimitMb": 512, "host": "127.0.0.1",
+            "instanceId": None, "binlogServerId": None, "cdcUnavailable": None,
+            "fullReloadSeconds": None, "replicationPaused": False, "memoryLimitMb": 512, "host": "127.0.0.1",
             "port": 8080, "threads": 8, "logLevel": "info"}
 
     @pytest.mark.parametrize("change, message", [
@@ -150,9 +151,16 @@ class TestSettings:
             InstanceSettings.from_dict(["databaseId"])
         assert str(error.value) == "the settings file must hold a JSON object"
 
-    def test_cdc_modes_run_as_poll(self):
+    def test_cdc_modes_run_unless_unavailable(self):
         settings = InstanceSettings.from_dict({**SETTINGS, "syncMode": "binlog"})
-        assert (settings.sync_mode, settings.effective_sync_mode) == ("binlog", "poll")
+        assert (settings.effective_sync_mode, settings.sync_note) == ("binlog", None)
+        other = InstanceSettings.from_dict({**SETTINGS, "syncMode": "logical"})
+        assert (other.effective_sync_mode, other.sync_note) == (
+            "poll", "logical is not implemented for mysql; the instance polls")
+        fallback = InstanceSettings.from_dict({**SETTINGS, "syncMode": "binlog",
+                                               "cdcUnavailable": "log_bin is OFF"})
+        assert (fallback.effective_sync_mode, fallback.sync_note) == (
+            "poll", "binlog is not available, the instance polls: log_bin is OFF")
 
     def test_load_reports_unreadable_files(self, tmp_path):
         with pytest.raises(SettingsError, match="cannot read settings file"):

@@ -1,0 +1,490 @@
+"""CDC sync: load a snapshot where the source's change stream starts, then apply the stream.
+
+`ChangeSync` has the public interface of `SyncController` (app/instance/sync.py) so that
+`InstanceState` runs it for `binlog` (MySQL/MariaDB) and `logical` (PostgreSQL). One
+thread does everything, so there is never more than one load or apply at a time:
+
+1. open the change capture (app/sources/cdc) and, inside `capture.snapshot_start(source)`,
+   load a full snapshot: its consistent read is the one the stream's start position
+   continues; swap it in;
+2. read the stream from that position; apply each `SourceTransaction` in one write
+   transaction on the served snapshot (readers see all of it or none), then confirm its
+   position (PostgreSQL releases WAL up to it);
+3. `ReloadRequired` (position lost, transaction too large), a change that cannot be applied
+   from the stream alone, or a `SchemaChange` other than a TRUNCATE: full reload and a new
+   stream (the reason is logged, counted and shown in /health as `lastReloadReason`);
+4. the source away: the reader reconnects with backoff from the last position; meanwhile
+   the instance is degraded with a lastSyncError saying so, and serves what it has;
+5. freeze (pause replication): the reader is closed, the position kept; unfreeze reopens it
+   there, nothing lost, no reload. `reload()`: a full reload and a new start position.
+   `settings.full_reload_seconds` (off by default): a periodic full reload as a safety net.
+
+docs/instance.md ("Change data capture") documents it for users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+
+from app import sources
+from app.contracts.artifact import SchemaArtifact
+from app.contracts.changes import SchemaChange, SourceTransaction
+from app.contracts.instance_settings import InstanceSettings, derived_binlog_server_id
+from app.instance.changes import IncompleteRow, applier_for
+from app.instance.memory import MemoryBudget
+from app.instance.snapshot import (
+    LoadCancelled,
+    Snapshot,
+    SnapshotError,
+    SnapshotHolder,
+    SnapshotTooLarge,
+    format_size,
+)
+from app.query import SharedConnection
+from app.sources.cdc import Backoff, ReloadRequired, change_capture
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT = 0.25          # how long one read of the stream waits (stop/freeze latency)
+LOAD_RETRY_FIRST = 2.0       # a failed load is retried after this, doubling ...
+LOAD_RETRY_MOST = 60.0       # ... up to this
+# A transaction with this many row changes is applied to a copy of the snapshot that is
+# then swapped in, so that queries do not wait for it (see _apply_to_copy).
+COPY_THRESHOLD = 20_000
+
+
+class ChangeSync:
+    """Keeps a `SnapshotHolder` current by applying the source's change stream."""
+
+    def __init__(self, artifact: SchemaArtifact, settings: InstanceSettings, source_password: str,
+                 holder: SnapshotHolder, budget: MemoryBudget, *, open_source=None):
+        self.artifact = artifact
+        self.settings = settings
+        self.holder = holder
+        self.budget = budget
+        self._password = source_password
+        self._open_source = open_source
+        self._applier = applier_for(artifact)
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._reload_reason: str | None = None
+        self._frozen = settings.replication_paused
+        self._thread: threading.Thread | None = None
+        self._capture = None
+        self._reader = None
+        self._load_backoff = Backoff(LOAD_RETRY_FIRST, LOAD_RETRY_MOST)
+        self._retry_at = 0.0
+        self._loaded_monotonic = 0.0
+        # What SyncController reports too.
+        self.loading = False
+        self.last_error: str | None = None
+        self.last_error_code: str | None = None
+        self.last_sync_at: str | None = None
+        self.last_rows_per_second: float | None = None
+        self.load_count = 0
+        # The stream.
+        self.position: str | None = None
+        self.transactions_applied = 0
+        self.events_applied = 0
+        self.reloads = 0                      # full reloads the stream forced
+        self.last_reload_reason: str | None = None
+        self.last_committed_at: float | None = None
+        self.replication_lag_ms: int | None = None
+        self.stream_status = "starting"       # starting | loading | streaming | reconnecting
+        #                                       | paused | waiting (to retry a failed load)
+
+    # -- control (any thread) ----------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread: it loads the first snapshot, then streams."""
+        self._thread = threading.Thread(target=self._run, name="rx-cdc", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and release what the capture holds on the source (its slot).
+
+        The snapshot dies with the process, so a slot left behind would only pin WAL: the
+        next process starts from a new snapshot and a new slot anyway.
+        """
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        capture = self._capture
+        if capture is not None and (self._thread is None or not self._thread.is_alive()):
+            try:
+                capture.release()
+            except Exception as exc:   # the engine's release_all at terminate is the net
+                log.warning("could not release the change capture on the source: %s",
+                            self._scrub(str(exc)))
+
+    def reload(self) -> None:
+        """Ask for one full reload and a new stream start (after the current load, if any)."""
+        self._request_reload("reload requested")
+
+    def freeze(self) -> None:
+        """Pause replication: stop reading the stream, keep the position, keep serving."""
+        with self._cond:
+            self._frozen = True
+            self._cond.notify_all()
+
+    def unfreeze(self) -> None:
+        """Resume replication from the kept position (nothing lost, no reload)."""
+        with self._cond:
+            self._frozen = False
+            self._cond.notify_all()
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    @property
+    def effective_sync_mode(self) -> str:
+        return self.settings.effective_sync_mode
+
+    @property
+    def sync_note(self) -> str | None:
+        return self.settings.sync_note
+
+    def _request_reload(self, reason: str, *, now: bool = True) -> None:
+        with self._cond:
+            self._reload_reason = reason
+            if now:
+                self._retry_at = 0.0
+            self._cond.notify_all()
+
+    # -- the loop (the rx-cdc thread) -------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                self._step()
+        except Exception:
+            log.exception("the change stream loop stopped on an internal error")
+            self._failed("internal_error", "the change stream stopped on an internal error; "
+                         "see the instance log")
+        finally:
+            self._close_reader()
+
+    def _step(self) -> None:
+        with self._cond:
+            if self._stopping:
+                return
+            reason = self._reload_reason
+            if reason is None and self.holder.current is None:
+                reason = "first load"
+            if reason is None and self._safety_net_due():
+                reason = (f"periodic full reload (fullReloadSeconds="
+                          f"{self.settings.full_reload_seconds})")
+            if reason is not None:
+                wait = self._retry_at - time.monotonic()
+                if wait > 0:
+                    self.stream_status = "waiting"
+                    self._cond.wait(wait)
+                    return
+                self._reload_reason = None
+            elif self._frozen:
+                if self._reader is not None:
+                    self._close_reader()
+                    log.info("replication paused at %s", self.position)
+                self.stream_status = "paused"
+                self._cond.wait(1.0)
+                return
+        if reason is not None:
+            self._reload(reason)
+        elif self._reader is None:
+            self._open_reader()
+        else:
+            self._read_one()
+
+    def _safety_net_due(self) -> bool:
+        every = self.settings.full_reload_seconds
+        return bool(every and self.holder.current is not None and not self._frozen
+                    and time.monotonic() - self._loaded_monotonic >= every)
+
+    def _reload(self, reason: str) -> None:
+        """A full load at a new stream start; swap it in; open the stream there.
+
+        When the load fails, the current snapshot keeps serving (stale: the stream is not
+        read) and the reload is retried with backoff.
+        """
+        self._close_reader()
+        if reason != "first load":
+            log.info("full reload: %s", reason)
+            self.last_reload_reason = reason
+        self.stream_status = "loading"
+        position = self._load(reason)
+        if position is None:
+            with self._cond:
+                if self._reload_reason is None:
+                    self._reload_reason = reason
+                self._retry_at = time.monotonic() + self._load_backoff.next_delay()
+            return
+        self._load_backoff.reset()
+        self.position = position
+        self._open_reader()
+
+    def _load(self, reason: str) -> str | None:
+        """Load a snapshot inside the capture's snapshot start; its position, or None."""
+        open_source = self._open_source or sources.open_source
+        serving = self.holder.retained_bytes()
+        self.loading = True
+        try:
+            credentials = self._credentials()
+            if self._capture is None:
+                self._capture = change_capture(
+                    credentials, self.artifact, database_id=self.settings.database_id,
+                    instance_id=self.settings.instance_id, server_id=self._server_id())
+            with open_source(credentials) as source:
+                with self._capture.snapshot_start(source) as position:
+                    snapshot = Snapshot.load(
+                        self.artifact, source,
+                        max_bytes=self.budget.available_for_new_snapshot(serving),
+                        limit_mb=self.budget.limit_mb,
+                        cancelled=lambda: self._stopping)
+        except LoadCancelled:
+            return None
+        except SnapshotTooLarge as exc:
+            message = exc.message
+            if serving:
+                message = (f"{message}; a reload holds the new snapshot next to the "
+                           f"{format_size(serving)} one being served")
+            return self._failed("cap_exceeded", message)
+        except SnapshotError as exc:
+            return self._failed(exc.code, exc.message)
+        except sources.SourceError as exc:
+            return self._failed(getattr(exc, "code", "source_error"),
+                                getattr(exc, "message", None) or str(exc))
+        except Exception:
+            log.exception("snapshot load failed")
+            return self._failed("internal_error", "the snapshot load failed on an internal "
+                                "error; see the instance log")
+        finally:
+            self.loading = False
+        self.holder.swap(snapshot)
+        self._loaded_monotonic = time.monotonic()
+        self.load_count += 1
+        self.last_error = self.last_error_code = None
+        self.last_sync_at = _now_rfc3339()
+        self.last_rows_per_second = snapshot.rows_per_second
+        log.info("snapshot loaded (%s); the change stream starts at %s", reason, position)
+        return position
+
+    def _open_reader(self) -> None:
+        try:
+            self._reader = self._capture.open_reader(self.position)
+        except Exception as exc:   # a position it cannot parse: start over
+            log.warning("cannot open the change stream at %s: %s", self.position, exc)
+            self._request_reload(f"the stream could not start at {self.position}", now=False)
+            return
+        self.stream_status = "streaming"
+
+    def _read_one(self) -> None:
+        reader = self._reader
+        try:
+            item = reader.poll(timeout=POLL_TIMEOUT)
+        except ReloadRequired as exc:
+            self._forced_reload(f"{type(exc).__name__}: {exc.message}")
+            return
+        except sources.SourceError as exc:
+            # A refusal (grants, credentials, a server id in use): retry with backoff.
+            self._close_reader()
+            message = getattr(exc, "message", None) or str(exc)
+            self._failed(getattr(exc, "code", "source_error"),
+                         f"the change stream was refused: {message}")
+            self.stream_status = "waiting"
+            with self._cond:
+                self._cond.wait(self._load_backoff.next_delay())
+            return
+        self._note_reader_status(reader)
+        if item is None:
+            return
+        if self._frozen:
+            # Paused while this was read: leave it unapplied. The position is still before
+            # it, so resuming reads it again; nothing is lost.
+            self._close_reader()
+            return
+        if isinstance(item, SourceTransaction):
+            self._apply(item)
+        elif isinstance(item, SchemaChange):
+            self._schema_change(item)
+
+    def _note_reader_status(self, reader) -> None:
+        if reader.status == "reconnecting":
+            self.stream_status = "reconnecting"
+            error = self._scrub(reader.last_error or "the source does not answer")
+            self.last_error = (f"the change stream is interrupted, reconnecting with backoff "
+                               f"from {self.position}: {error}")
+            self.last_error_code = "stream_interrupted"
+        elif reader.status == "streaming":
+            self.stream_status = "streaming"
+            if self.last_error_code in ("stream_interrupted", "source_error", "unreachable",
+                                        "access_denied"):
+                log.info("the change stream is back at %s", self.position)
+                self.last_error = self.last_error_code = None
+            self._load_backoff.reset()
+
+    def _apply(self, txn: SourceTransaction) -> None:
+        deltas: dict[str, int] = {}
+        try:
+            if len(txn.changes) >= COPY_THRESHOLD and self._apply_to_copy(txn, deltas):
+                self._applied(txn.position, len(txn.changes), txn.committed_at)
+                return
+            deltas.clear()
+            with self.holder.write() as connection:
+                self._applier.apply(connection, txn.changes, deltas)
+        except IncompleteRow as exc:
+            self._forced_reload(exc.message)
+            return
+        except sqlite3.Error as exc:
+            self._forced_reload(f"applying a transaction to the snapshot failed: {exc}")
+            return
+        snapshot = self.holder.current
+        if snapshot is not None:
+            for alias, delta in deltas.items():
+                snapshot.row_counts[alias] = snapshot.row_counts.get(alias, 0) + delta
+        self._applied(txn.position, len(txn.changes), txn.committed_at)
+
+    def _apply_to_copy(self, txn: SourceTransaction, deltas: dict[str, int]) -> bool:
+        """Apply a large transaction to a copy of the snapshot and swap the copy in.
+
+        In place, the write holds the snapshot's connection for seconds (100,000 rows:
+        1-4 s), and every query waits, past its time budget. A copy (SQLite's backup:
+        about 350 MB/s here) lets readers go on with the old snapshot meanwhile. Only
+        when the memory budget has room for a second copy; False otherwise (apply in place).
+        """
+        current = self.holder.current
+        room = self.budget.available_for_new_snapshot(self.holder.retained_bytes())
+        if current is None or (room is not None and room < current.size_bytes * 1.5):
+            return False
+        copy = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None,
+                               cached_statements=256, factory=SharedConnection)
+        try:
+            current.connection.backup(copy)
+            copy.execute("PRAGMA journal_mode = OFF")   # a failure discards the copy whole
+            copy.execute("BEGIN")
+            self._applier.apply(copy, txn.changes, deltas)
+            copy.execute("COMMIT")
+            copy.execute("PRAGMA query_only = ON")
+            copy.enforce_time_budget()
+            size = (copy.execute("PRAGMA page_count").fetchone()[0]
+                    * copy.execute("PRAGMA page_size").fetchone()[0])
+        except BaseException:
+            copy.close()
+            raise
+        row_counts = dict(current.row_counts)
+        for alias, delta in deltas.items():
+            row_counts[alias] = row_counts.get(alias, 0) + delta
+        self.holder.swap(dataclasses.replace(current, connection=copy, row_counts=row_counts,
+                                             size_bytes=size))
+        return True
+
+    def _schema_change(self, change: SchemaChange) -> None:
+        replicated = {table.name for table in self.artifact.tables}
+        if change.kind == "truncate" and change.table in replicated:
+            table = next(t for t in self.artifact.tables if t.name == change.table)
+            with self.holder.write() as connection:
+                connection.execute(f'DELETE FROM "{table.name.replace(chr(34), chr(34) * 2)}"')
+            snapshot = self.holder.current
+            if snapshot is not None:
+                snapshot.row_counts[table.alias] = 0
+            log.info("TRUNCATE %s applied", table.name)
+            self._applied(change.position, 0, None)
+            return
+        if change.kind == "create" and change.table is not None \
+                and change.table not in replicated:
+            # A new table the artifact does not serve: a rebuild serves it, if wanted.
+            self._applied(change.position, 0, None)
+            return
+        what = f"table {change.table}" if change.table else "the schema"
+        self._forced_reload(f"schema change ({change.kind}) on {what}: "
+                            f"{' '.join(change.statement.split())[:200]}")
+
+    def _applied(self, position: str, events: int, committed_at: float | None) -> None:
+        self.position = position
+        self.transactions_applied += 1
+        self.events_applied += events
+        if committed_at is not None:
+            self.last_committed_at = committed_at
+            self.replication_lag_ms = max(0, int((time.time() - committed_at) * 1000))
+        try:
+            self._reader.confirm(position)
+        except Exception as exc:   # feedback is repeated; a failure here is not fatal
+            log.debug("confirming %s failed: %s", position, exc)
+
+    def _forced_reload(self, reason: str) -> None:
+        self.reloads += 1
+        log.warning("the change stream cannot go on (%s): full reload", reason)
+        self._close_reader()
+        self._request_reload(reason, now=False)
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            try:
+                reader.close()
+            except Exception as exc:
+                log.debug("closing the change reader: %s", exc)
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _server_id(self) -> int | None:
+        if self.settings.source.backend != "mysql":
+            return None
+        return (self.settings.binlog_server_id
+                or derived_binlog_server_id(self.settings.database_id))
+
+    def _failed(self, code: str, message: str) -> None:
+        message = self._scrub(message)
+        self.last_error_code = code
+        self.last_error = message
+        log.warning("change sync failed (%s): %s; %s", code, message,
+                    "still serving the current snapshot" if self.holder.current
+                    else "no snapshot is served")
+        return None
+
+    def _scrub(self, text: str) -> str:
+        if self._password and len(self._password) >= 3:
+            text = text.replace(self._password, "***")
+        return text
+
+    def _credentials(self):
+        s = self.settings.source
+        return sources.SourceCredentials(backend=s.backend, host=s.host, port=s.port,
+                                         user=s.user, password=self._password, schema=s.schema,
+                                         database=s.database)
+
+    # -- reporting ---------------------------------------------------------------
+
+    def status(self) -> str:
+        """loading | ok | degraded | cap_exceeded."""
+        if self.last_error_code == "cap_exceeded":
+            return "cap_exceeded"
+        if self.last_error:
+            return "degraded"
+        return "ok" if self.holder.current is not None else "loading"
+
+    def stream_health(self) -> dict:
+        """The /health fields of the change stream."""
+        return {
+            "replicationLagMs": self.replication_lag_ms,
+            "eventsApplied": self.events_applied,
+            "transactionsApplied": self.transactions_applied,
+            "position": self.position,
+            "streamStatus": self.stream_status,
+            "streamReloads": self.reloads,
+            "lastReloadReason": self.last_reload_reason,
+        }
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+__all__ = ["ChangeSync"]

@@ -1,0 +1,174 @@
+"""apply_transaction on a snapshot built by Snapshot.load: what a fresh load would hold."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import pytest
+
+from app.contracts.artifact import Column, SchemaArtifact, Table
+from app.contracts.changes import RowChange, SourceTransaction
+from app.instance.changes import IncompleteRow, apply_transaction
+from app.instance.snapshot import Snapshot, SnapshotHolder
+
+
+class RowsSource:
+    """A source that hands Snapshot.load fixed rows (the load's own contract: stream_rows)."""
+
+    def __init__(self, rows: dict[str, list[tuple]]):
+        self.rows = rows
+
+    @contextlib.contextmanager
+    def consistent_read(self):
+        yield
+
+    def stream_rows(self, table, where=None, batch_size=5000):
+        yield list(self.rows.get(table.name, []))
+
+
+ITEMS = Table("items", (Column("id", "integer", False), Column("name", "text"),
+                        Column("qty", "integer"), Column("secret_ref", "integer", hidden=True)),
+              ("id",), alias="products")
+NOTES = Table("notes", (Column("id", "integer", False), Column("body", "text"),
+                        Column("published", "boolean")), ("id",),
+              where="published = true")
+LOG = Table("log", (Column("at", "text"), Column("what", "text")))
+ARTIFACT = SchemaArtifact("postgres", "shop", (ITEMS, NOTES, LOG))
+
+
+@pytest.fixture
+def holder():
+    source = RowsSource({
+        "items": [(1, "apple", 5, 10), (2, "pear", 0, 20)],
+        "notes": [(1, "hello", 1)],
+        "log": [("t1", "a"), ("t1", "a"), ("t2", "b")],
+    })
+    holder = SnapshotHolder()
+    holder.swap(Snapshot.load(ARTIFACT, source))
+    yield holder
+    holder.close()
+
+
+def txn(*changes: RowChange) -> SourceTransaction:
+    return SourceTransaction(changes=changes, position="0/1", committed_at=None)
+
+
+def rows(holder, table: str) -> list[tuple]:
+    with holder.reading() as snapshot:
+        return snapshot.connection.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2').fetchall()
+
+
+def apply(holder, *changes, **options) -> set[str]:
+    with holder.write() as connection:
+        return apply_transaction(connection, ARTIFACT, txn(*changes), **options)
+
+
+def test_insert_update_delete_by_primary_key(holder):
+    deltas: dict[str, int] = {}
+    touched = apply(holder,
+                    RowChange("items", "insert", after={"id": 3, "name": "fig", "qty": 7,
+                                                        "secret_ref": 30}),
+                    RowChange("items", "update", before={"id": 1},
+                              after={"id": 1, "name": "apple", "qty": 4, "secret_ref": 10}),
+                    RowChange("items", "delete", before={"id": 2}),
+                    row_deltas=deltas)
+    assert touched == {"products"}
+    assert deltas == {"products": 0}
+    assert rows(holder, "items") == [(1, "apple", 4, 10), (3, "fig", 7, 30)]
+
+
+def test_columns_the_artifact_does_not_list_are_skipped_and_unknown_tables_too(holder):
+    touched = apply(holder,
+                    RowChange("items", "insert", after={"id": 4, "name": "kiwi", "qty": 1,
+                                                        "secret_ref": 40, "cost": 99}),
+                    RowChange("ignored", "insert", after={"id": 1, "v": 1}))
+    assert touched == {"products"}
+    assert rows(holder, "items")[-1] == (4, "kiwi", 1, 40)
+
+
+def test_primary_key_change_moves_the_row(holder):
+    apply(holder, RowChange("items", "update", before={"id": 1, "name": "apple"},
+                            after={"id": 10, "name": "apple", "qty": 5, "secret_ref": 10}))
+    assert rows(holder, "items") == [(2, "pear", 0, 20), (10, "apple", 5, 10)]
+
+
+def test_a_replayed_insert_replaces_the_row(holder):
+    apply(holder, RowChange("items", "insert",
+                            after={"id": 2, "name": "pear", "qty": 9, "secret_ref": 20}))
+    assert rows(holder, "items") == [(1, "apple", 5, 10), (2, "pear", 9, 20)]
+
+
+def test_missing_after_columns_keep_the_old_value(holder):
+    """PostgreSQL leaves out a TOASTed value the update did not change."""
+    apply(holder, RowChange("items", "update", before={"id": 1},
+                            after={"id": 1, "qty": 6, "secret_ref": 10}))
+    assert rows(holder, "items")[0] == (1, "apple", 6, 10)
+
+
+def test_missing_after_columns_of_a_row_not_held_ask_for_a_reload(holder):
+    with pytest.raises(IncompleteRow, match="body"):
+        apply(holder, RowChange("notes", "update", before={"id": 5},
+                                after={"id": 5, "published": True}))
+    assert rows(holder, "notes") == [(1, "hello", 1)]   # rolled back, nothing half done
+
+
+def test_where_filter_row_leaves_and_appears(holder):
+    deltas: dict[str, int] = {}
+    apply(holder,
+          RowChange("notes", "update", before={"id": 1},
+                    after={"id": 1, "body": "hello", "published": False}),
+          RowChange("notes", "insert", after={"id": 2, "body": "draft", "published": False}),
+          RowChange("notes", "insert", after={"id": 3, "body": "live", "published": True}),
+          row_deltas=deltas)
+    assert rows(holder, "notes") == [(3, "live", 1)]
+    assert deltas == {"notes": 0}
+    apply(holder, RowChange("notes", "update", before={"id": 2},
+                            after={"id": 2, "body": "draft", "published": True}))
+    assert rows(holder, "notes") == [(2, "draft", 1), (3, "live", 1)]
+
+
+def test_where_filter_null_does_not_match(holder):
+    apply(holder, RowChange("notes", "insert", after={"id": 4, "body": "?", "published": None}))
+    assert rows(holder, "notes") == [(1, "hello", 1)]
+
+
+def test_no_primary_key_deletes_one_equal_row(holder):
+    deltas: dict[str, int] = {}
+    apply(holder, RowChange("log", "delete", before={"at": "t1", "what": "a"}),
+          row_deltas=deltas)
+    assert rows(holder, "log") == [("t1", "a"), ("t2", "b")]
+    assert deltas == {"log": -1}
+    apply(holder, RowChange("log", "update", before={"at": "t2", "what": "b"},
+                            after={"at": "t2", "what": "c"}))
+    assert rows(holder, "log") == [("t1", "a"), ("t2", "c")]
+
+
+def test_a_failed_transaction_is_rolled_back_whole(holder):
+    with pytest.raises(ValueError):
+        apply(holder, RowChange("items", "delete", before={"id": 1}),
+              RowChange("items", "merge", after={"id": 9}))
+    assert rows(holder, "items") == [(1, "apple", 5, 10), (2, "pear", 0, 20)]
+    with holder.reading() as snapshot:   # read-only again for readers
+        with pytest.raises(Exception, match="readonly"):
+            snapshot.connection.execute("DELETE FROM items")
+
+
+def test_a_query_sees_no_write_between_its_statements(holder):
+    """A write waits for the queries in progress, and new queries wait for the write."""
+    def count(snapshot):
+        return snapshot.connection.execute("SELECT count(*) FROM items").fetchone()[0]
+
+    writer = threading.Thread(target=apply, args=(holder, RowChange("items", "delete",
+                                                                    before={"id": 1})))
+    with holder.reading() as snapshot:
+        before = count(snapshot)
+        writer.start()
+        deadline = time.monotonic() + 10
+        while holder._writers_waiting == 0:   # the writer is now at the gate
+            assert time.monotonic() < deadline, "the writer never reached the gate"
+            time.sleep(0.01)
+        assert count(snapshot) == before == 2
+    writer.join(10)
+    assert rows(holder, "items") == [(2, "pear", 0, 20)]
