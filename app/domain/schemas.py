@@ -363,6 +363,29 @@ class BuildOut(OutputSchema):
     created_at = UtcDateTime(data_key="createdAt")
 
 
+class InstanceSyncOut(OutputSchema):
+    """How the instance keeps its snapshot fresh, as its /health said at the last check."""
+
+    sync_mode = fields.String(data_key="syncMode")
+    effective_sync_mode = fields.String(data_key="effectiveSyncMode")
+    sync_note = fields.String(data_key="syncNote")
+    replication_paused = fields.Boolean(data_key="replicationPaused")
+    last_sync_at = fields.String(data_key="lastSyncAt")
+    replication_lag_ms = fields.Integer(data_key="replicationLagMs")
+    events_applied = fields.Integer(data_key="eventsApplied")
+    position = fields.String()
+    last_reload_reason = fields.String(data_key="lastReloadReason")
+
+
+def _sync_of(instance) -> dict | None:
+    state = instance.sync_state
+    if state is None:
+        return None
+    # /health is camelCase already: map it onto the schema's attributes.
+    return InstanceSyncOut().dump({field.attribute or name: state.get(field.data_key or name)
+                                   for name, field in InstanceSyncOut().fields.items()})
+
+
 class InstanceOut(OutputSchema):
     id = fields.UUID()
     database_id = fields.UUID(data_key="databaseId")
@@ -372,6 +395,7 @@ class InstanceOut(OutputSchema):
     snapshot_age_ms = fields.Integer(data_key="snapshotAgeMs")
     swap_count = fields.Integer(data_key="swapCount")
     row_counts = fields.Raw(data_key="rowCounts")
+    sync = fields.Function(_sync_of)
     last_health_check = UtcDateTime(data_key="lastHealthCheck")
     created_at = UtcDateTime(data_key="createdAt")
     updated_at = UtcDateTime(data_key="updatedAt")

@@ -383,11 +383,17 @@ def wait_until_serving(ctx: StepContext, handle) -> dict:
         time.sleep(POLL_SECONDS)
 
 
+# The /health fields kept as the instance's `sync` (GET /v1/databases/{id}/instance).
+SYNC_FIELDS = ("syncMode", "effectiveSyncMode", "syncNote", "replicationPaused", "lastSyncAt",
+               "replicationLagMs", "eventsApplied", "position", "lastReloadReason")
+
+
 def health_columns(health: dict, at: dt.datetime) -> dict:
     """Instance row columns from a /health document."""
     return {"health_status": HEALTH.get(health.get("status"), "degraded"),
             "snapshot_age_ms": health.get("snapshotAgeMs"), "swap_count": health.get("swapCount") or 0,
-            "row_counts": health.get("rowCounts") or {}, "last_health_check": at}
+            "row_counts": health.get("rowCounts") or {},
+            "sync_state": {name: health.get(name) for name in SYNC_FIELDS}, "last_health_check": at}
 
 
 def handle_of(runtime, instance: Instance):

@@ -265,6 +265,7 @@ class Instance(BaseModel):
     snapshot_age_ms = BigIntegerField(null=True)
     swap_count = IntegerField(default=0)
     row_counts = JSONField(default=dict)
+    sync_state = JSONField(null=True)               # the /health sync fields (app/engine/steps.py)
     last_health_check = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)

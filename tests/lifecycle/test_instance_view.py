@@ -36,12 +36,19 @@ def build_out(build, database, **overrides) -> dict:
     return body
 
 
+# The sync fields of an instance's /health as the engine stores them (app/engine/steps.py).
+SYNC_STATE = {"syncMode": "binlog", "effectiveSyncMode": "poll",
+              "syncNote": "binlog is not available, the instance polls: log_bin is OFF",
+              "replicationPaused": False, "lastSyncAt": "2026-11-26T10:00:01.500Z", "replicationLagMs": None,
+              "eventsApplied": None, "position": None, "lastReloadReason": None}
+
+
 def deployed_database(database, status="running"):
     """A database as the engine leaves it after a deploy: build, live instance, deployed settings."""
     build = add_build(database, artifact=ARTIFACT, started_at=T0, finished_at=T0 + dt.timedelta(seconds=12.5))
     instance = add_instance(database, build, stopped=status != "running", health_status="ok",
                             snapshot_age_ms=1200, swap_count=3, row_counts={"users": 10, "articles": 4},
-                            last_health_check=T0)
+                            sync_state=SYNC_STATE, last_health_check=T0)
     set_state(database, status=status, deployed_build_id=build.id, deployed_config=DEPLOYED,
               deployed_credentials_version=1, endpoint_url="http://127.0.0.1:41001" if status == "running" else None)
     return build, instance
@@ -75,7 +82,8 @@ class TestInstanceView:
             "instance": {
                 "id": str(instance.id), "databaseId": database["id"], "buildId": str(build.id),
                 "endpointUrl": "http://127.0.0.1:41001", "healthStatus": "ok", "snapshotAgeMs": 1200,
-                "swapCount": 3, "rowCounts": {"users": 10, "articles": 4}, "lastHealthCheck": ts(T0),
+                "swapCount": 3, "rowCounts": {"users": 10, "articles": 4}, "sync": SYNC_STATE,
+                "lastHealthCheck": ts(T0),
                 "createdAt": ts(T0), "updatedAt": ts(T0),
             },
             "latestBuild": build_out(build, database, startedAt=ts(T0),

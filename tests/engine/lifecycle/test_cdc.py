@@ -101,6 +101,11 @@ def test_logical_streams_pauses_and_terminate_drops_the_slot(client, workers, ac
     health = instance_health(body)
     assert (health["effectiveSyncMode"], health["streamStatus"]) == ("logical", "streaming")
     assert len(slots(admin, database["id"])) == 1
+    # The control plane shows what the health check saw.
+    sync = client.get(f"/databases/{database['id']}/instance").json()["instance"]["sync"]
+    assert (sync["syncMode"], sync["effectiveSyncMode"], sync["syncNote"], sync["replicationPaused"]) == (
+        "logical", "logical", None, False)
+    assert sync["position"] and sync["eventsApplied"] == 0
 
     def answer(expected):
         return wait_until(lambda: query(body["endpointUrl"], key, "users { id name }").json()
