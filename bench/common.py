@@ -143,7 +143,7 @@ def _lua_string(text: str) -> str:
 def lua_script(path: str, template: str, lo: int, hi: int, *, method: str = "POST",
                headers: dict[str, str] | None = None, directory: str | None = None) -> str:
     """A wrk script sending `template % random(lo, hi)` (or `template` as is when lo = hi = 0)."""
-    header_lines = "\n".join(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}"
+    header_lines = "\n".join(f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}"
                              for k, v in (headers or {}).items())
     text = _LUA.format(lo=lo, hi=hi, template=_lua_string(template), path=_lua_string(path),
                        method=_lua_string(method), headers=header_lines)
@@ -186,7 +186,10 @@ def wrk(url: str, connections: int, duration: float, script: str | None = None,
     args.append(url)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(args, capture_output=True, text=True)
+    out = done.stdout
+    if done.returncode != 0 or done.stderr.strip():
+        raise SystemExit(f"wrk failed on {url}: {done.stderr.strip()[:500]}")
     elapsed = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -201,6 +204,9 @@ def wrk(url: str, connections: int, duration: float, script: str | None = None,
     if p99:
         p99_ms = round(float(p99.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)], 2)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    if errors > total // 100:
+        raise SystemExit(f"{errors} of {total} requests to {url} failed:\n{out}")
     return LoadResult(rps, p99_ms, errors, cpu / elapsed if elapsed else 0.0)
 
 

@@ -54,13 +54,14 @@ INSTANCE_QUERIES = {
 }
 _GQL_NESTED = "rowId title authorByAuthorId { name } commentsByPostId(condition: {approved: true}, " \
               "orderBy: PRIMARY_KEY_ASC) { nodes { body } }"
-# PostGraphile 5's amber preset names a primary key `rowId` (`id` is the global Node id).
+# PostGraphile 5's amber preset names a primary key `rowId` (`id` is the global Node id). The
+# varied number goes in a variable, as GraphQL clients send it: one document text, planned once.
 GRAPHQL_QUERIES = {
-    "list": "{ allPosts(condition: {published: true}, orderBy: PRIMARY_KEY_ASC, first: 50, "
-            "offset: %d) { nodes { rowId title } } }",
-    "nested": "{ allPosts(condition: {published: true}, orderBy: PRIMARY_KEY_ASC, first: 50, "
-              "offset: %d) { nodes { " + _GQL_NESTED + " } } }",
-    "post": "{ postByRowId(rowId: %d) { rowId title authorByAuthorId { name } "
+    "list": "query($n: Int!) { allPosts(condition: {published: true}, orderBy: PRIMARY_KEY_ASC, "
+            "first: 50, offset: $n) { nodes { rowId title } } }",
+    "nested": "query($n: Int!) { allPosts(condition: {published: true}, orderBy: PRIMARY_KEY_ASC, "
+              "first: 50, offset: $n) { nodes { " + _GQL_NESTED + " } } }",
+    "post": "query($n: Int!) { postByRowId(rowId: $n) { rowId title authorByAuthorId { name } "
             "commentsByPostId(orderBy: PRIMARY_KEY_ASC) { nodes { body } } } }",
 }
 
@@ -123,8 +124,9 @@ def start_postgraphile(settings: Settings, dbname: str) -> tuple[Process, System
     url = f"http://127.0.0.1:{port}/graphql"
     process.wait_http(url, ok=lambda r: True)
     return process, System("postgraphile", url, {"Content-Type": "application/json"},
-                           lambda query, n: json.dumps({"query": GRAPHQL_QUERIES[query]})
-                           .replace("%d", str(n)))
+                           lambda query, n: json.dumps({"query": GRAPHQL_QUERIES[query],
+                                                        "variables": {"n": "%d"}})
+                           .replace('"%d"', str(n)))
 
 
 def start_pg_server(settings: Settings, dbname: str) -> tuple[Process, System]:
