@@ -24,6 +24,7 @@ from app.engine.runtime import LocalProcessRuntime
 from app.sources import SourceCredentials
 from bench.common import (
     BENCH_DIR,
+    MARIADB,
     PG,
     VENV_BIN,
     Process,
@@ -76,21 +77,27 @@ class System:
     body: callable           # (query, "%d" or a number) -> request body text
 
 
-def start_instance(settings: Settings, dbname: str) -> tuple[LocalProcessRuntime, object, System]:
-    """An instance over the PostgreSQL dataset, started the way the lifecycle engine does."""
-    credentials = SourceCredentials(backend="postgres", host=PG["host"], port=PG["port"],
-                                    user=PG["user"], password="", schema=SCHEMA, database=dbname)
+def start_instance(settings: Settings, dbname: str, backend: str = "postgres",
+                   database_id: str = "bench") -> tuple[LocalProcessRuntime, object, System]:
+    """An instance over the dataset (PostgreSQL, or MariaDB database `dbname`), started the way
+    the lifecycle engine does (LocalProcessRuntime), once its first snapshot serves."""
+    if backend == "postgres":
+        source = SourceSettings("postgres", PG["host"], PG["port"], PG["user"], SCHEMA, dbname)
+    else:
+        source = SourceSettings("mysql", MARIADB["host"], MARIADB["port"], MARIADB["user"], dbname)
+    credentials = SourceCredentials(backend=source.backend, host=source.host, port=source.port,
+                                    user=source.user, password="", schema=source.schema,
+                                    database=source.database)
     artifact, _ = build_artifact(credentials)
     runtime = LocalProcessRuntime(Path(settings.work_dir) / "instances", start_timeout=60)
     os.makedirs(runtime.base_dir, exist_ok=True)
-    keys_path = str(runtime.base_dir / "keys.json")
+    keys_path = str(runtime.base_dir / f"keys-{database_id}.json")
     secret = secrets.token_urlsafe(32)
     write_keys_file(keys_path, secret, {"bench": None})
-    instance_settings = InstanceSettings(
-        database_id="bench", artifact_path="-", keys_file="-",
-        source=SourceSettings("postgres", PG["host"], PG["port"], PG["user"], SCHEMA, dbname),
-        sync_interval_seconds=3600, memory_limit_mb=2048)
-    handle = runtime.start("bench", instance_settings, artifact, "", keys_path)
+    instance_settings = InstanceSettings(database_id=database_id, artifact_path="-", keys_file="-",
+                                         source=source, sync_interval_seconds=3600,
+                                         memory_limit_mb=2048)
+    handle = runtime.start(database_id, instance_settings, artifact, "", keys_path)
     wait_serving(runtime, handle)
     system = System("instance", f"{handle.endpoint_url}/query",
                     {"Authorization": f"Bearer {make_query_key(secret, 'bench')}",
