@@ -78,3 +78,15 @@ class ControlPlane:
         for process in self.processes:
             process.stop()
         self.processes.clear()
+
+
+def serve_with_engine(plane: ControlPlane) -> str:
+    """`reflexdb serve`: the API plus one lifecycle-engine worker, as the README starts it."""
+    port = free_port()
+    process = Process([str(VENV_BIN / "reflexdb"), "serve", "--bind", f"127.0.0.1:{port}"],
+                      env={**plane.env, "REFLEXDB_DATA_DIR": str(plane.work_dir / f"engine-{port}")},
+                      log=plane.work_dir / f"serve-{port}.log")
+    plane.processes.append(process)
+    base = f"http://127.0.0.1:{port}/v1"
+    process.wait_http(f"{base}/health", ok=lambda r: r.ok)
+    return base
