@@ -31,7 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds of load per cell and round (default 5)")
     parser.add_argument("--rounds", type=int, help="alternated rounds per cell (default 3)")
     parser.add_argument("--tiny", action="store_true",
-                        help="a tiny dataset and fleet (50/1,000/5,000 rows; 10/100/1,000 databases), for tests")
+                        help="a tiny dataset and fleet (50/1,000/5,000 rows; 10/100 databases), one connection "
+                             "count per cell: the smoke test's mode")
     parser.add_argument("--json", default=str(BENCH_DIR / "results.json"), help="where to write the JSON")
     return parser.parse_args(argv)
 
@@ -41,10 +42,11 @@ def settings_from(args) -> Settings:
     if args.quick:
         settings.duration, settings.rounds, settings.warmup = 1.0, 1, 0.0
         settings.connections, settings.api_connections = (1, 4), (1, 8)
-        settings.load_repeats = 1
+        settings.load_repeats = settings.provision_runs = 1
     if args.tiny:
         settings.authors, settings.posts, settings.comments = 50, 1000, 5000
-        settings.fleet_sizes = (10, 100, 1000)
+        settings.fleet_sizes, settings.fleet_connections = (10, 100), (4,)
+        settings.connections, settings.api_connections = (2,), (4,)
     if args.duration is not None:
         settings.duration = args.duration
     if args.rounds is not None:

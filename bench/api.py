@@ -35,7 +35,7 @@ def run(settings: Settings, dbname: str) -> dict:
         results = []
         for method in ("GET", "PATCH"):
             scripts = {}
-            for name, base in bases.items():
+            for name in bases:
                 if method == "PATCH":
                     scripts[name] = lua_script(f"/v1/connections/{connection}", '{"name": "bench-%d"}',
                                                1, 10**9, method="PATCH",
@@ -44,7 +44,7 @@ def run(settings: Settings, dbname: str) -> dict:
             for connections in settings.api_connections:
                 log(f"api: {method} at {connections} connections")
 
-                def load(name, base, duration):
+                def load(name, base, duration, method=method, connections=connections, scripts=scripts):
                     url = f"{base}/connections/{connection}"
                     if method == "GET":
                         return wrk(url, connections, duration, headers=plane.auth)

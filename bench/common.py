@@ -41,6 +41,8 @@ class Settings:
     connections: tuple[int, ...] = (1, 2, 4, 8)
     api_connections: tuple[int, ...] = (1, 8, 32)
     fleet_sizes: tuple[int, ...] = (10, 10_000, 100_000)
+    fleet_connections: tuple[int, ...] = (1, 8)
+    provision_runs: int = 3
     load_repeats: int = 3
     work_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="rx_bench_"))
 
@@ -168,8 +170,8 @@ class LoadResult:
 def require_wrk() -> str:
     path = shutil.which("wrk")
     if not path:
-        raise SystemExit("the suite needs wrk, a load generator in C: `apt-get install -y wrk` "
-                         "(or `bench/setup`, which installs it and PostGraphile)")
+        raise SystemExit("the suite needs wrk, a load generator in C: run `bench/setup` "
+                         "(apt-get install wrk, npm ci --prefix bench)")
     return path
 
 

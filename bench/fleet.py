@@ -27,9 +27,6 @@ from bench.common import (
 )
 from bench.controlplane import ControlPlane
 
-CONNECTIONS = (1, 8)
-
-
 def grow(plane: ControlPlane, customer: str, connection: str, first: int, count: int) -> None:
     """Add databases g<first>… in another process (the services configured there, not here)."""
     code = ("import sys; sys.path.insert(0, 'scripts'); from fleet import add_databases; "
@@ -72,12 +69,12 @@ def run(settings: Settings, dbname: str) -> dict:
                                           expect_non_2xx=True),
                 "list": lambda c, d: wrk(f"{base}/databases", c, d, headers=plane.auth),
             }
-            for connections in CONNECTIONS:
+            for connections in settings.fleet_connections:
                 if settings.warmup:
                     for op in operations.values():
                         op(connections, settings.warmup)
                 samples = alternate(operations, settings.rounds,
-                                    lambda name, op: op(connections, settings.duration))
+                                    lambda name, op, c=connections: op(c, settings.duration))
                 for name, values in samples.items():
                     cells.append({"operation": name, "databases": size, "connections": connections,
                                   "pageItems": _items(page.json()) if name == "list" else None,

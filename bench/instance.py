@@ -203,8 +203,8 @@ def run(settings: Settings, dbname: str) -> dict:
             for name, system in systems.items():
                 wrk(system.url, connections, settings.warmup, scripts[name])
             samples = alternate(systems, settings.rounds,
-                                lambda name, system: wrk(system.url, connections, settings.duration,
-                                                         scripts[name]))
+                                lambda name, system, c=connections, s=scripts:
+                                wrk(system.url, c, settings.duration, s[name]))
             cell = {"query": query, "label": QUERY_LABELS[query], "connections": connections,
                     "systems": {name: summarise(s) for name, s in samples.items()}}
             inst = cell["systems"]["instance"]["rps"]

@@ -35,7 +35,7 @@ def run(settings: Settings, dbname: str) -> dict:
             instances.append((runtime, handle))
         first = {f"instance from {'PostgreSQL' if b == 'postgres' else 'MariaDB'}":
                  runtime.health(handle)["loadRowsPerSecond"]
-                 for (runtime, handle), b in zip(instances, ("postgres", "mysql"))}
+                 for (runtime, handle), b in zip(instances, ("postgres", "mysql"), strict=True)}
 
         def reload(pair):
             runtime, handle = pair

@@ -56,7 +56,7 @@ def provision_once(base: str, auth: dict, database: str, dbname: str) -> dict:
         detail = requests.get(f"{base}/databases/{database}", headers=auth, timeout=30).json()
         raise SystemExit(f"provision ended {seen[-1][1]}: {detail.get('lastError')}")
     statuses = {}
-    for (at, status), following in zip(seen, [s[0] for s in seen[1:]] + [total]):
+    for (at, status), following in zip(seen, [s[0] for s in seen[1:]] + [total], strict=True):
         statuses[status] = round(statuses.get(status, 0.0) + following - at, 3)
     statuses.pop("running", None)
     builds = requests.get(f"{base}/databases/{database}/builds", headers=auth, timeout=30).json()
@@ -81,7 +81,7 @@ def run(settings: Settings, dbname: str) -> dict:
             raise SystemExit(f"provision: connection refused: {response.text[:400]}")
         database = response.json()["databases"][0]["id"]
         runs = []
-        for index in range(max(1, min(settings.rounds, 3))):
+        for index in range(settings.provision_runs):
             if index:
                 requests.post(f"{base}/databases/{database}/terminate", headers=plane.auth, timeout=30)
                 _wait(base, plane.auth, database, ("terminated",))
