@@ -27,6 +27,7 @@ from bench.common import (
 )
 from bench.controlplane import ControlPlane
 
+
 def grow(plane: ControlPlane, customer: str, connection: str, first: int, count: int) -> None:
     """Add databases g<first>… in another process (the services configured there, not here)."""
     code = ("import sys; sys.path.insert(0, 'scripts'); from fleet import add_databases; "

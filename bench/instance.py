@@ -200,8 +200,9 @@ def run(settings: Settings, dbname: str) -> dict:
                 scripts[name] = lua_script("/" + system.url.split("/", 3)[3], template, lo_, hi_,
                                            headers=system.headers, directory=scripts_dir)
             log(f"instance: {query} at {connections} connections")
-            for name, system in systems.items():
-                wrk(system.url, connections, settings.warmup, scripts[name])
+            if settings.warmup:
+                for name, system in systems.items():
+                    wrk(system.url, connections, settings.warmup, scripts[name])
             samples = alternate(systems, settings.rounds,
                                 lambda name, system, c=connections, s=scripts:
                                 wrk(system.url, c, settings.duration, s[name]))
