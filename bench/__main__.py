@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.common import BENCH_DIR, Settings, drop_pg_database, log, require_wrk
+from bench.common import BENCH_DIR, Settings, drop_pg_database, ensure_tools, log
 
 PARTS = ("instance", "load", "api", "fleet", "provision")
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     settings = settings_from(args)
     parts = args.only or list(PARTS)
-    require_wrk()
+    ensure_tools()
     run_id = secrets.token_hex(3)
     data_db = f"rx_bench_data_{run_id}"
     report = {

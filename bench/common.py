@@ -175,6 +175,17 @@ def require_wrk() -> str:
     return path
 
 
+def ensure_tools() -> None:
+    """Install what the suite needs beyond the venv on first use, as scripts/spec.py does for its tools:
+    wrk (Debian's package; needs root) and PostGraphile (pinned in bench/package-lock.json)."""
+    if not shutil.which("wrk") or not (BENCH_DIR / "node_modules" / ".bin" / "postgraphile").exists():
+        if not shutil.which("wrk") and os.geteuid() != 0:
+            require_wrk()
+        log("installing the suite's tools: bench/setup")
+        subprocess.run(["bash", str(BENCH_DIR / "setup")], check=True)
+    require_wrk()
+
+
 def wrk(url: str, connections: int, duration: float, script: str | None = None,
         headers: dict[str, str] | None = None, expect_non_2xx: bool = False) -> LoadResult:
     """Load `url` with wrk; one wrk thread per 4 connections (at most 2: the machine's cores).
