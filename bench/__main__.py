@@ -86,6 +86,9 @@ def main(argv=None) -> int:
     finally:
         drop_pg_database(data_db)
         shutil.rmtree(settings.work_dir, ignore_errors=True)
+    from bench import targets
+    report["targets"] = targets.check(report)
+    print(targets.render(report["targets"]), flush=True)
     report["finishedAt"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     log(f"figures written to {args.json}")
