@@ -12,9 +12,11 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import requests
 
 from app.build import build_artifact
@@ -74,7 +76,7 @@ class System:
     name: str
     url: str
     headers: dict
-    body: callable           # (query, "%d" or a number) -> request body text
+    body: Callable[[str, object], str]   # (query, "%d" or a number) -> the request body
 
 
 def start_instance(settings: Settings, dbname: str, backend: str = "postgres",
@@ -224,9 +226,8 @@ def run(settings: Settings, dbname: str) -> dict:
             runtime.stop(handle)
 
 
-def _rss_mib(pid: int) -> float:
+def _rss_mib(pid: int) -> float | None:
     """Resident memory of a process and its children (PSS would be fairer; RSS is what ps shows)."""
-    import psutil
     try:
         process = psutil.Process(pid)
         family = [process, *process.children(recursive=True)]
