@@ -227,11 +227,11 @@ def run(settings: Settings, dbname: str) -> dict:
 
 
 def _rss_mib(pid: int) -> float | None:
-    """Resident memory of a process and its children (PSS would be fairer; RSS is what ps shows)."""
+    """Memory of a process and its children: the sum of their PSS (shared pages counted once)."""
     try:
         process = psutil.Process(pid)
         family = [process, *process.children(recursive=True)]
-        return round(sum(p.memory_info().rss for p in family) / 2**20, 1)
+        return round(sum(p.memory_full_info().pss for p in family) / 2**20, 1)
     except psutil.Error:
         return None
 
@@ -248,7 +248,7 @@ def render(section: dict) -> str:
                 ["query", "conns", "instance", "PostGraphile", "psycopg2 server",
                  "× PostGraphile", "× psycopg2", "instance p99 ms", "wrk cores"], rows)
     memory = ", ".join(f"{k} {v} MiB" for k, v in section["memoryMiB"].items())
-    return out + f"\n\nmemory (RSS after the run): {memory}"
+    return out + f"\n\nmemory after the run (PSS, each server's processes together): {memory}"
 
 
 if __name__ == "__main__":
