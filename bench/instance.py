@@ -218,7 +218,7 @@ def run(settings: Settings, dbname: str) -> dict:
                   "psycopg2 server": _rss_mib(psy_process.popen.pid)}
         return {"cells": results, "memoryMiB": memory,
                 "instanceHealth": {k: v for k, v in runtime.health(handle).items()
-                                   if k in ("loadRowsPerSecond", "snapshotBytes", "rows")}}
+                                   if k in ("loadRowsPerSecond", "snapshotBytes", "rowCounts")}}
     finally:
         for process in started:
             process.stop()
