@@ -57,7 +57,7 @@ def settings_from(args) -> Settings:
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = settings_from(args)
-    parts = args.only or list(PARTS)
+    parts = [part for part in PARTS if part in (args.only or PARTS)]
     ensure_tools()
     run_id = secrets.token_hex(3)
     data_db = f"rx_bench_data_{run_id}"
@@ -84,6 +84,8 @@ def main(argv=None) -> int:
             text.append(rendered)
             print(rendered, flush=True)
     finally:
+        from bench import controlplane
+        controlplane.close_shared()
         drop_pg_database(data_db)
         shutil.rmtree(settings.work_dir, ignore_errors=True)
     from bench import targets

@@ -11,7 +11,6 @@ from __future__ import annotations
 from bench.common import (
     Settings,
     alternate,
-    drop_pg_database,
     log,
     lua_script,
     ratio,
@@ -19,19 +18,21 @@ from bench.common import (
     table,
     wrk,
 )
-from bench.controlplane import ControlPlane
+from bench.controlplane import shared
 
 BASELINES = ("bare Flask sync", "bare Flask gthread")
 
 
 def run(settings: Settings, dbname: str) -> dict:
-    store = dbname.replace("rx_bench_data_", "rx_bench_api_")
-    plane = ControlPlane(store, settings.work_dir)
+    plane, base = shared(dbname, settings.work_dir)
+    baselines = []
     try:
-        bases = {"control plane": plane.serve()}
-        connection = plane.create_connection(bases["control plane"], "bench")
-        bases["bare Flask sync"] = plane.serve_bare_flask("sync")
-        bases["bare Flask gthread"] = plane.serve_bare_flask("gthread")
+        bases = {"control plane": base}
+        connection = plane.create_connection(base, "bench")
+        for worker_class in ("sync", "gthread"):
+            url, process = plane.serve_bare_flask(worker_class)
+            bases[f"bare Flask {worker_class}"] = url
+            baselines.append(process)
         results = []
         for method in ("GET", "PATCH"):
             scripts = {}
@@ -63,8 +64,8 @@ def run(settings: Settings, dbname: str) -> dict:
                 results.append(cell)
         return {"cells": results}
     finally:
-        plane.stop()
-        drop_pg_database(store)
+        for process in baselines:
+            process.stop()
 
 
 def render(section: dict) -> str:

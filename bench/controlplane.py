@@ -10,7 +10,27 @@ from pathlib import Path
 import requests
 from cryptography.fernet import Fernet
 
-from bench.common import PG, ROOT, VENV_BIN, Process, create_pg_database, free_port
+from bench.common import PG, ROOT, VENV_BIN, Process, create_pg_database, drop_pg_database, free_port
+
+# The app's start (imports, the spec, the workers) took 5 s on an idle machine and over 40 s on a
+# busy one.
+START_TIMEOUT = 240.0
+_shared: dict[str, tuple[ControlPlane, str]] = {}
+
+
+def shared(dbname: str, work_dir: str) -> tuple[ControlPlane, str]:
+    """One store and one gunicorn for the `api` and `fleet` parts of a run (each start costs seconds)."""
+    if "plane" not in _shared:
+        plane = ControlPlane(dbname.replace("rx_bench_data_", "rx_bench_api_"), work_dir)
+        _shared["plane"] = (plane, plane.serve())
+    return _shared["plane"]
+
+
+def close_shared() -> None:
+    if "plane" in _shared:
+        plane, _ = _shared.pop("plane")
+        plane.stop()
+        drop_pg_database(plane.name)
 
 
 class ControlPlane:
@@ -47,11 +67,11 @@ class ControlPlane:
                           log=self.work_dir / f"gunicorn-{port}.log")
         self.processes.append(process)
         base = f"http://127.0.0.1:{port}/v1"
-        process.wait_http(f"{base}/health", ok=lambda r: r.ok)
+        process.wait_http(f"{base}/health", ok=lambda r: r.ok, timeout=START_TIMEOUT)
         return base
 
-    def serve_bare_flask(self, worker_class: str) -> str:
-        """The bare Flask baseline on the same store, `workers` = cores."""
+    def serve_bare_flask(self, worker_class: str) -> tuple[str, Process]:
+        """The bare Flask baseline on the same store, `workers` = cores: its /v1 URL and its process."""
         port = free_port()
         args = [str(VENV_BIN / "gunicorn"), "--config", "/dev/null", "-w", str(os.cpu_count() or 2),
                 "-k", worker_class, "--bind", f"127.0.0.1:{port}", "bench.baselines.bare_flask:app"]
@@ -62,8 +82,8 @@ class ControlPlane:
         self.processes.append(process)
         base = f"http://127.0.0.1:{port}/v1"
         process.wait_http(f"{base}/connections/00000000-0000-0000-0000-000000000000",
-                          ok=lambda r: r.status_code in (401, 404))
-        return base
+                          ok=lambda r: r.status_code in (401, 404), timeout=START_TIMEOUT)
+        return base, process
 
     def create_connection(self, base: str, name: str, schemas=("s",), instance: bool = True) -> str:
         body = {"name": name, "mysqlHost": "db.example.com", "availableSchemas": list(schemas),
@@ -88,5 +108,5 @@ def serve_with_engine(plane: ControlPlane) -> str:
                       log=plane.work_dir / f"serve-{port}.log")
     plane.processes.append(process)
     base = f"http://127.0.0.1:{port}/v1"
-    process.wait_http(f"{base}/health", ok=lambda r: r.ok)
+    process.wait_http(f"{base}/health", ok=lambda r: r.ok, timeout=START_TIMEOUT)
     return base

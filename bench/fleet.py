@@ -17,7 +17,6 @@ from bench.common import (
     ROOT,
     Settings,
     alternate,
-    drop_pg_database,
     log,
     lua_script,
     ratio,
@@ -25,7 +24,7 @@ from bench.common import (
     table,
     wrk,
 )
-from bench.controlplane import ControlPlane
+from bench.controlplane import ControlPlane, shared
 
 
 def grow(plane: ControlPlane, customer: str, connection: str, first: int, count: int) -> None:
@@ -44,50 +43,44 @@ def _items(answer) -> int:
 
 
 def run(settings: Settings, dbname: str) -> dict:
-    store = dbname.replace("rx_bench_data_", "rx_bench_fleet_")
-    plane = ControlPlane(store, settings.work_dir)
-    try:
-        base = plane.serve()
-        connection = plane.create_connection(base, "fleet", ("s0", "s1", "s2"), instance=False)
-        customer = requests.get(f"{base}/connections/{connection}", headers=plane.auth,
-                                timeout=10).json()["customerId"]
-        guard_body = '{"availableSchemas": ["s1", "s2"]}'
-        guard_script = lua_script(f"/v1/connections/{connection}", guard_body, 0, 0, method="PATCH",
-                                  headers={**plane.auth, "Content-Type": "application/json"},
-                                  directory=settings.work_dir)
-        cells, have = [], 0
-        for size in settings.fleet_sizes:
-            log(f"fleet: {size:,} databases")
-            grow(plane, customer, connection, have + 1, size - have)
-            have = size
-            guard = requests.patch(f"{base}/connections/{connection}", data=guard_body,
-                                   headers={**plane.auth, "Content-Type": "application/json"}, timeout=30)
-            page = requests.get(f"{base}/databases", headers=plane.auth, timeout=30)
-            if guard.status_code != 409 or page.status_code != 200:
-                raise SystemExit(f"fleet: guard {guard.status_code}, list {page.status_code}")
-            operations = {
-                "guard": lambda c, d: wrk(f"{base}/connections/{connection}", c, d, guard_script,
-                                          expect_non_2xx=True),
-                "list": lambda c, d: wrk(f"{base}/databases", c, d, headers=plane.auth),
-            }
-            for connections in settings.fleet_connections:
-                if settings.warmup:
-                    for op in operations.values():
-                        op(connections, settings.warmup)
-                samples = alternate(operations, settings.rounds,
-                                    lambda name, op, c=connections: op(c, settings.duration))
-                for name, values in samples.items():
-                    cells.append({"operation": name, "databases": size, "connections": connections,
-                                  "pageItems": _items(page.json()) if name == "list" else None,
-                                  **summarise(values)})
-        for cell in cells:
-            smallest = next(c for c in cells if c["operation"] == cell["operation"]
-                            and c["connections"] == cell["connections"])
-            cell["vsSmallest"] = ratio(cell["rps"], smallest["rps"])
-        return {"cells": cells}
-    finally:
-        plane.stop()
-        drop_pg_database(store)
+    plane, base = shared(dbname, settings.work_dir)
+    connection = plane.create_connection(base, "fleet", ("s0", "s1", "s2"), instance=False)
+    customer = requests.get(f"{base}/connections/{connection}", headers=plane.auth,
+                            timeout=10).json()["customerId"]
+    guard_body = '{"availableSchemas": ["s1", "s2"]}'
+    guard_script = lua_script(f"/v1/connections/{connection}", guard_body, 0, 0, method="PATCH",
+                              headers={**plane.auth, "Content-Type": "application/json"},
+                              directory=settings.work_dir)
+    cells, have = [], 0
+    for size in settings.fleet_sizes:
+        log(f"fleet: {size:,} databases")
+        grow(plane, customer, connection, have + 1, size - have)
+        have = size
+        guard = requests.patch(f"{base}/connections/{connection}", data=guard_body,
+                               headers={**plane.auth, "Content-Type": "application/json"}, timeout=30)
+        page = requests.get(f"{base}/databases", headers=plane.auth, timeout=30)
+        if guard.status_code != 409 or page.status_code != 200:
+            raise SystemExit(f"fleet: guard {guard.status_code}, list {page.status_code}")
+        operations = {
+            "guard": lambda c, d: wrk(f"{base}/connections/{connection}", c, d, guard_script,
+                                      expect_non_2xx=True),
+            "list": lambda c, d: wrk(f"{base}/databases", c, d, headers=plane.auth),
+        }
+        for connections in settings.fleet_connections:
+            if settings.warmup:
+                for op in operations.values():
+                    op(connections, settings.warmup)
+            samples = alternate(operations, settings.rounds,
+                                lambda name, op, c=connections: op(c, settings.duration))
+            for name, values in samples.items():
+                cells.append({"operation": name, "databases": size, "connections": connections,
+                              "pageItems": _items(page.json()) if name == "list" else None,
+                              **summarise(values)})
+    for cell in cells:
+        smallest = next(c for c in cells if c["operation"] == cell["operation"]
+                        and c["connections"] == cell["connections"])
+        cell["vsSmallest"] = ratio(cell["rps"], smallest["rps"])
+    return {"cells": cells}
 
 
 def render(section: dict) -> str:
