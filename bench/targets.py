@@ -16,9 +16,9 @@ def check(report: dict) -> list[dict]:
     """One entry per target: what it asks, the figure, and whether it is met (None: not measured)."""
     out = []
 
-    def add(target: str, figure: float | None, bound: float, shown: str | None = None):
+    def add(target: str, figure: float | None, bound: float):
         out.append({"target": target, "figure": figure, "bound": bound,
-                    "met": None if figure is None else figure >= bound, "shown": shown})
+                    "met": None if figure is None else figure >= bound})
 
     inst = report.get("instance")
     for query in ("list", "nested", "post"):

@@ -25,7 +25,7 @@ def test_quick_run_writes_every_part(tmp_path):
     report = json.loads(out.read_text())
 
     assert _keys(report) == ["api", "finishedAt", "fleet", "instance", "load", "machine", "provision",
-                             "settings", "startedAt"]
+                             "settings", "startedAt", "targets"]
     assert report["settings"] == {"duration": 1.0, "rounds": 1,
                                   "dataset": {"authors": 50, "posts": 1000, "comments": 5000}}
 
@@ -61,3 +61,10 @@ def test_quick_run_writes_every_part(tmp_path):
     assert provision["median"]["totalSeconds"] > 0
     assert "deploying" in provision["median"]["statusSeconds"]
     assert any(step.startswith("build succeeded") for step in provision["median"]["buildSteps"])
+
+    checked = {t["target"]: t for t in report["targets"]}
+    assert all(_keys(t) == ["bound", "figure", "met", "target"] for t in checked.values())
+    # The tiny run has 2 connections only: the 4-connection targets are not measured.
+    assert checked["instance ≥ PostGraphile: list, 2 conns"]["met"] in (True, False)
+    assert checked["instance ≥ PostGraphile: list, 4 conns"]["met"] is None
+    assert checked["snapshot load ≥ 0.5× pg_dump (instance from PostgreSQL)"]["met"] in (True, False)
