@@ -1,0 +1,1 @@
+"""Baseline servers the suite measures the project against."""
