@@ -143,12 +143,14 @@ def reflexdb(env, *args) -> str:
                           capture_output=True, text=True).stdout
 
 
-def start(server: str, env: dict, workers: int, bare_dir: Path):
+def start(server: str, env: dict, workers: int, bare_dir: Path, before: Path | None = None):
     port = free_port()
-    if server == "project":
-        argv = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
+    if server in ("project", "before"):
+        root = before if server == "before" else ROOT
+        argv = [sys.executable, "-m", "gunicorn", "--config", str(root / "gunicorn.conf.py"),
                 "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-        cwd, health = ROOT, "/v1/health"
+        cwd, health = root, "/v1/health"
+        env = {**env, "PYTHONPATH": str(root)}    # that checkout's `app`, not the installed one
     else:
         argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                 "--worker-class", server.removeprefix("bare-"), "--threads", "2", "bare:app"]
@@ -190,6 +192,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE settings for the project's server")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--before", type=Path, help="also serve the project from this checkout (e.g. a "
+                        "`git archive` of an earlier commit), as server `before`, with the same settings")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -206,9 +210,11 @@ def main() -> None:
 
     connection_id = None
     figures: dict[tuple[str, str, int], list[float]] = {}
+    if args.before:
+        args.servers = ["before", *args.servers]
     for _ in range(args.rounds):
         for server in args.servers:
-            proc, base = start(server, project_env if server == "project" else env, args.workers, work)
+            proc, base = start(server, env if server in BARE else project_env, args.workers, work, args.before)
             try:
                 if connection_id is None:
                     created = requests.post(f"{base}/connections", headers={"Authorization": f"Bearer {key}"}, json={
@@ -236,15 +242,18 @@ def main() -> None:
             print(f"{server:<14}{method:<7}"
                   + "".join(f"{medians[(server, method, c)]:>9.0f}" for c in args.connections))
     rows = []
-    if "project" in args.servers and bare:
-        print("project / best bare worker class (the bare class that served more at that count):")
+    for ours in [s for s in args.servers if s not in BARE]:
+        if not bare:
+            break
+        print(f"{ours} / best bare worker class (the bare class that served more at that count):")
         for method in ("GET", "PATCH"):
             cells = []
             for c in args.connections:
                 best = max(bare, key=lambda s: medians[(s, method, c)])
-                ratio = medians[("project", method, c)] / medians[(best, method, c)]
+                ratio = medians[(ours, method, c)] / medians[(best, method, c)]
                 cells.append(f"{ratio:>6.2f}x ({best.removeprefix('bare-')})")
-                rows.append({"method": method, "connections": c, "ratio": round(ratio, 3), "best": best})
+                rows.append({"server": ours, "method": method, "connections": c, "ratio": round(ratio, 3),
+                             "best": best})
             print(f"{'':<14}{method:<7}" + "  ".join(cells))
     if args.json:
         args.json.write_text(json.dumps({
