@@ -143,12 +143,13 @@ def reflexdb(env, *args) -> str:
                           capture_output=True, text=True).stdout
 
 
-def start(server: str, env: dict, workers: int, bare_dir: Path, before: Path | None = None):
+def start(server: str, env: dict, workers: int, bare_dir: Path, before: Path | None = None,
+          extra: tuple[str, ...] = ()):
     port = free_port()
     if server in ("project", "before"):
         root = before if server == "before" else ROOT
         argv = [sys.executable, "-m", "gunicorn", "--config", str(root / "gunicorn.conf.py"),
-                "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), *extra]
         cwd, health = root, "/v1/health"
         env = {**env, "PYTHONPATH": str(root)}    # that checkout's `app`, not the installed one
     else:
@@ -191,6 +192,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE settings for the project's server")
+    parser.add_argument("--gunicorn", nargs="*", default=[], metavar="ARG",
+                        help="extra gunicorn arguments for the project's server, e.g. --gunicorn=--worker-class=asgi")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--before", type=Path, help="also serve the project from this checkout (e.g. a "
                         "`git archive` of an earlier commit), as server `before`, with the same settings")
@@ -214,7 +217,8 @@ def main() -> None:
         args.servers = ["before", *args.servers]
     for _ in range(args.rounds):
         for server in args.servers:
-            proc, base = start(server, env if server in BARE else project_env, args.workers, work, args.before)
+            proc, base = start(server, env if server in BARE else project_env, args.workers, work, args.before,
+                                tuple(args.gunicorn))
             try:
                 if connection_id is None:
                     created = requests.post(f"{base}/connections", headers={"Authorization": f"Bearer {key}"}, json={
@@ -235,7 +239,7 @@ def main() -> None:
     medians = {k: statistics.median(v) for k, v in figures.items()}
     bare = [s for s in args.servers if s in BARE]
     print(f"{args.workers} workers, wrk {args.seconds}s per figure, median of {args.rounds} round(s)"
-          + (f", project with {' '.join(args.env)}" if args.env else ""))
+          + (f", project with {' '.join(args.env + args.gunicorn)}" if args.env or args.gunicorn else ""))
     print(f"{'server':<14}{'method':<7}" + "".join(f"{'c=' + str(c):>9}" for c in args.connections))
     for server in args.servers:
         for method in ("GET", "PATCH"):
