@@ -171,7 +171,29 @@ def start(server: str, env: dict, workers: int, bare_dir: Path, before: Path | N
     raise SystemExit(f"{server} did not start")
 
 
-def wrk(url: str, key: str, seconds: int, connections: int, script: Path | None) -> float:
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU time of a process and its descendants (Linux /proc)."""
+    parents, times = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    tree, grew = {root_pid}, True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, key: str, seconds: int, connections: int, script: Path | None) -> tuple[float, int]:
     argv = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s",
             "-H", f"Authorization: Bearer {key}", url]
     if script is not None:
@@ -180,7 +202,8 @@ def wrk(url: str, key: str, seconds: int, connections: int, script: Path | None)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non_2xx:
         raise SystemExit(f"{non_2xx.group(1)} requests failed:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return (float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            int(re.search(r"(\d+) requests in", out).group(1)))
 
 
 def main() -> None:
@@ -213,6 +236,7 @@ def main() -> None:
 
     connection_id = None
     figures: dict[tuple[str, str, int], list[float]] = {}
+    cpu: dict[tuple[str, str, int], list[float]] = {}     # server CPU ms per request
     if args.before:
         args.servers = ["before", *args.servers]
     for _ in range(args.rounds):
@@ -230,13 +254,17 @@ def main() -> None:
                 wrk(url, key, 2, 8, None)                                   # warm-up
                 for connections in args.connections:
                     for method, script in (("GET", None), ("PATCH", work / "patch.lua")):
-                        rate = wrk(url, key, args.seconds, connections, script)
+                        spent = cpu_seconds(proc.pid)
+                        rate, served = wrk(url, key, args.seconds, connections, script)
+                        spent = cpu_seconds(proc.pid) - spent
                         figures.setdefault((server, method, connections), []).append(rate)
+                        cpu.setdefault((server, method, connections), []).append(1000 * spent / served)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
 
     medians = {k: statistics.median(v) for k, v in figures.items()}
+    cpu_ms = {k: statistics.median(v) for k, v in cpu.items()}
     bare = [s for s in args.servers if s in BARE]
     print(f"{args.workers} workers, wrk {args.seconds}s per figure, median of {args.rounds} round(s)"
           + (f", project with {' '.join(args.env + args.gunicorn)}" if args.env or args.gunicorn else ""))
@@ -244,7 +272,9 @@ def main() -> None:
     for server in args.servers:
         for method in ("GET", "PATCH"):
             print(f"{server:<14}{method:<7}"
-                  + "".join(f"{medians[(server, method, c)]:>9.0f}" for c in args.connections))
+                  + "".join(f"{medians[(server, method, c)]:>9.0f}" for c in args.connections)
+                  + "   CPU ms/request: "
+                  + " ".join(f"{cpu_ms[(server, method, c)]:.2f}" for c in args.connections))
     rows = []
     for ours in [s for s in args.servers if s not in BARE]:
         if not bare:
@@ -255,14 +285,16 @@ def main() -> None:
             for c in args.connections:
                 best = max(bare, key=lambda s: medians[(s, method, c)])
                 ratio = medians[(ours, method, c)] / medians[(best, method, c)]
-                cells.append(f"{ratio:>6.2f}x ({best.removeprefix('bare-')})")
+                cpu_ratio = cpu_ms[(best, method, c)] / cpu_ms[(ours, method, c)]
+                cells.append(f"{ratio:>6.2f}x ({best.removeprefix('bare-')}; CPU {cpu_ratio:.2f}x)")
                 rows.append({"server": ours, "method": method, "connections": c, "ratio": round(ratio, 3),
-                             "best": best})
+                             "cpu_ratio": round(cpu_ratio, 3), "best": best})
             print(f"{'':<14}{method:<7}" + "  ".join(cells))
     if args.json:
         args.json.write_text(json.dumps({
             "workers": args.workers, "seconds": args.seconds, "rounds": args.rounds, "env": args.env,
-            "figures": [{"server": s, "method": m, "connections": c, "req_per_s": round(v, 1)}
+            "figures": [{"server": s, "method": m, "connections": c, "req_per_s": round(v, 1),
+                         "server_cpu_ms_per_request": round(cpu_ms[(s, m, c)], 3)}
                         for (s, m, c), v in medians.items()],
             "ratios": rows}, indent=2))
 
