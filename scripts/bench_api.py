@@ -1,11 +1,20 @@
-"""Benchmark the control plane's request throughput by Flask thread-pool size (not a test).
+"""Benchmark the control plane against a bare Flask + psycopg2 app doing the same work (not a test).
 
-Starts gunicorn (the project's config, PostgreSQL store) once per setting,
-loads it with wrk on `GET /v1/connections/{id}` (a key check plus three selects)
-and prints requests/second as ratios against Connexion's default pool of 10
-threads, measured in the same run.
+Starts each server in turn on a fresh PostgreSQL database, loads it with wrk and prints
+requests/second for `GET /v1/connections/{id}` and `PATCH /v1/connections/{id}` (a rename,
+a new name on every request) at each connection count, with the project's ratio to the
+bare app's best worker class, measured in the same run. Servers are alternated per round;
+each figure is the median over the rounds.
 
-    .venv/bin/python scripts/bench_api.py [--threads 1 2 4 10] [--workers 2] [--seconds 10]
+- `project`: gunicorn with the project's gunicorn.conf.py (extra settings with `--env`).
+- `bare-sync`, `bare-gthread`: a 60-line Flask app (written to a temporary directory) doing
+  the same key lookup (key joined with its customer, secret hash compared) and the same SQL
+  (GET: the connection, its live database count and first page; PATCH: the row locked, the
+  name checked free, the update), one psycopg2 connection per thread, under gunicorn's
+  sync worker and its gthread worker (2 threads).
+
+    .venv/bin/python scripts/bench_api.py [--connections 1 8 32] [--seconds 8] [--rounds 1]
+        [--servers project bare-sync bare-gthread] [--env REFLEXDB_THREADS=2 ...] [--json out.json]
 
 Needs wrk (`apt-get install wrk`) and PostgreSQL on 127.0.0.1:5432 (trust auth).
 """
@@ -18,6 +27,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +41,86 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parent.parent
 DB = "reflexdb_bench"
 URL = f"postgresql://postgres@127.0.0.1:5432/{DB}"
-BASELINE_THREADS = 10
+BARE = ("bare-sync", "bare-gthread")
+
+BARE_APP = '''
+import datetime as dt, hashlib, hmac, os, threading
+import psycopg2, psycopg2.extras
+from flask import Flask, abort, jsonify, request
+
+app = Flask(__name__)
+local = threading.local()
+KEY_SQL = ("SELECT k.id AS key_pk, k.secret_hash, k.revoked_at, k.expires_at, c.id AS customer_id, "
+           "c.is_admin, c.plan "
+           "FROM management_keys k JOIN customers c ON c.id = k.customer_id WHERE k.key_id = %s LIMIT 1")
+CONN_SQL = "SELECT * FROM connections WHERE customer_id = %s AND id = %s AND deleted_at IS NULL"
+
+def cursor():
+    if getattr(local, "conn", None) is None or local.conn.closed:
+        local.conn = psycopg2.connect(os.environ["BENCH_DSN"])
+        local.conn.autocommit = True
+    return local.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+
+def customer(cur):
+    token = request.headers.get("Authorization", "").removeprefix("Bearer rmk_")
+    key_id, _, secret = token.partition(".")
+    cur.execute(KEY_SQL, (key_id,))
+    row = cur.fetchone()
+    if row is None or not hmac.compare_digest(row["secret_hash"], hashlib.sha256(secret.encode()).hexdigest()):
+        abort(401)
+    if row["revoked_at"] is not None:
+        abort(401)
+    return row["customer_id"]
+
+def shown(row):
+    row = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}
+    row.pop("password_encrypted", None)
+    return {**row, "id": str(row["id"]), "customer_id": str(row["customer_id"])}
+
+@app.get("/v1/connections/<uuid:ident>")
+def get_connection(ident):
+    cur = cursor()
+    owner = customer(cur)
+    cur.execute(CONN_SQL, (owner, str(ident)))
+    row = cur.fetchone() or abort(404)
+    cur.execute("SELECT count(*) AS n FROM databases WHERE connection_id = %s AND deleted_at IS NULL", (row["id"],))
+    count = cur.fetchone()["n"]
+    cur.execute("SELECT * FROM databases WHERE connection_id = %s AND deleted_at IS NULL "
+                "ORDER BY created_at, id LIMIT 10", (row["id"],))
+    dbs = [shown(d) for d in cur.fetchall()]
+    return jsonify({**shown(row), "databaseCount": count, "databases": dbs}), 200, {"ETag": '"x"'}
+
+@app.patch("/v1/connections/<uuid:ident>")
+def update_connection(ident):
+    name = request.get_json()["name"]
+    cur = cursor()
+    owner = customer(cur)
+    with cur.connection:  # one transaction (psycopg2 >= 2.9 honours it in autocommit mode)
+        cur.execute("BEGIN")
+        cur.execute(CONN_SQL + " FOR UPDATE", (owner, str(ident)))
+        row = cur.fetchone() or abort(404)
+        cur.execute("SELECT 1 FROM connections WHERE customer_id = %s AND name = %s AND id <> %s "
+                    "AND deleted_at IS NULL", (owner, name, row["id"]))
+        if cur.fetchone():
+            abort(409)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        cur.execute("UPDATE connections SET name = %s, updated_at = %s WHERE id = %s", (name, now, row["id"]))
+        cur.execute("COMMIT")
+    return jsonify(shown({**row, "name": name, "updated_at": now})), 200, {"ETag": '"x"'}
+'''
+
+# Every request renames the connection; each wrk thread numbers its own names.
+PATCH_LUA = '''
+local counter = 0
+local prefix = ""
+function setup(thread) thread:set("prefix", tostring(math.random(100000000))) end
+function init(args) wrk.headers["Content-Type"] = "application/json" end
+function request()
+  counter = counter + 1
+  return wrk.format("PATCH", nil, nil,
+                    '{"name":"bench-' .. prefix .. '-' .. counter .. '"}')
+end
+'''
 
 
 def free_port() -> int:
@@ -54,68 +143,160 @@ def reflexdb(env, *args) -> str:
                           capture_output=True, text=True).stdout
 
 
-def serve(env, threads: int, workers: int):
+def start(server: str, env: dict, workers: int, bare_dir: Path, before: Path | None = None,
+          extra: tuple[str, ...] = ()):
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
-        cwd=ROOT, env={**env, "REFLEXDB_THREADS": str(threads), "REFLEXDB_ACCESS_LOG": ""},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    for _ in range(150):
+    if server in ("project", "before"):
+        root = before if server == "before" else ROOT
+        argv = [sys.executable, "-m", "gunicorn", "--config", str(root / "gunicorn.conf.py"),
+                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), *extra]
+        cwd, health = root, "/v1/health"
+        env = {**env, "PYTHONPATH": str(root)}    # that checkout's `app`, not the installed one
+    else:
+        argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                "--worker-class", server.removeprefix("bare-"), "--threads", "2", "bare:app"]
+        cwd, health = bare_dir, None
+    proc = subprocess.Popen(argv, cwd=cwd, env={**env, "BENCH_DSN": f"dbname={DB} user=postgres host=127.0.0.1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         try:
-            if requests.get(f"{base}/health", timeout=1).ok:
-                return proc, base
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gunicorn did not start")
+            requests.get(f"{base}{health or '/'}", timeout=10)
+            return proc, f"{base}/v1"
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.1)
+    proc.terminate()
+    proc.wait(timeout=30)
+    raise SystemExit(f"{server} did not start")
 
 
-def wrk(url: str, key: str, seconds: int, connections: int) -> float:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: Bearer {key}",
-                          url], capture_output=True, text=True, check=True).stdout
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU time of a process and its descendants (Linux /proc)."""
+    parents, times = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    tree, grew = {root_pid}, True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, key: str, seconds: int, connections: int, script: Path | None) -> tuple[float, int]:
+    argv = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s",
+            "-H", f"Authorization: Bearer {key}", url]
+    if script is not None:
+        argv[1:1] = ["-s", str(script)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non_2xx:
         raise SystemExit(f"{non_2xx.group(1)} requests failed:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return (float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            int(re.search(r"(\d+) requests in", out).group(1)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4, BASELINE_THREADS])
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--servers", nargs="+", default=["project", *BARE],
+                        choices=["project", *BARE])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE settings for the project's server")
+    parser.add_argument("--gunicorn", nargs="*", default=[], metavar="ARG",
+                        help="extra gunicorn arguments for the project's server, e.g. --gunicorn=--worker-class=asgi")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--before", type=Path, help="also serve the project from this checkout (e.g. a "
+                        "`git archive` of an earlier commit), as server `before`, with the same settings")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     fresh_database()
     # One key makes every request: its rate limit would answer most of them 429.
     env = {**os.environ, "DATABASE_URL": URL, "REFLEXDB_SECRET_KEYS": Fernet.generate_key().decode(),
-           "REFLEXDB_DATA_DIR": tempfile.mkdtemp(), "REFLEXDB_RATE_LIMIT": "off"}
+           "REFLEXDB_DATA_DIR": tempfile.mkdtemp(), "REFLEXDB_RATE_LIMIT": "off", "REFLEXDB_ACCESS_LOG": ""}
+    project_env = {**env, **dict(item.split("=", 1) for item in args.env)}
     reflexdb(env, "migrate")
     key = json.loads(reflexdb(env, "customers", "create", "--name", "Bench"))["key"]
-    threads = sorted(set(args.threads) | {BASELINE_THREADS})
-    results = {}
-    for count in threads:
-        proc, base = serve(env, count, args.workers)
-        try:
-            conn = requests.post(f"{base}/connections", headers={"Authorization": f"Bearer {key}"}, json={
-                "name": f"bench-{count}", "mysqlHost": "db", "availableSchemas": ["s"], "mysqlUser": "u",
-                "mysqlPassword": "p", "instance": {"name": "d", "mysqlDb": "s"}}, timeout=10).json()
-            url = f"{base}/connections/{conn['id']}"
-            wrk(url, key, 2, args.connections)                 # warm-up
-            results[count] = wrk(url, key, args.seconds, args.connections)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-    baseline = results[BASELINE_THREADS]
-    print(f"GET /v1/connections/{{id}}, {args.workers} workers, wrk {args.connections} connections, "
-          f"{args.seconds}s each")
-    print(f"{'threads/worker':>15} {'req/s':>9} {'vs 10 threads':>14}")
-    for count in threads:
-        print(f"{count:>15} {results[count]:>9.0f} {results[count] / baseline:>13.2f}x")
+    work = Path(tempfile.mkdtemp())
+    (work / "bare.py").write_text(BARE_APP)
+    (work / "patch.lua").write_text(PATCH_LUA)
+
+    connection_id = None
+    figures: dict[tuple[str, str, int], list[float]] = {}
+    cpu: dict[tuple[str, str, int], list[float]] = {}     # server CPU ms per request
+    if args.before:
+        args.servers = ["before", *args.servers]
+    for _ in range(args.rounds):
+        for server in args.servers:
+            proc, base = start(server, env if server in BARE else project_env, args.workers, work, args.before,
+                                tuple(args.gunicorn))
+            try:
+                if connection_id is None:
+                    created = requests.post(f"{base}/connections", headers={"Authorization": f"Bearer {key}"}, json={
+                        "name": "bench", "mysqlHost": "db", "availableSchemas": ["s"], "mysqlUser": "u",
+                        "mysqlPassword": "p", "instance": {"name": "d", "mysqlDb": "s"}}, timeout=10)
+                    created.raise_for_status()
+                    connection_id = created.json()["id"]
+                url = f"{base}/connections/{connection_id}"
+                wrk(url, key, 2, 8, None)                                   # warm-up
+                for connections in args.connections:
+                    for method, script in (("GET", None), ("PATCH", work / "patch.lua")):
+                        spent = cpu_seconds(proc.pid)
+                        rate, served = wrk(url, key, args.seconds, connections, script)
+                        spent = cpu_seconds(proc.pid) - spent
+                        figures.setdefault((server, method, connections), []).append(rate)
+                        cpu.setdefault((server, method, connections), []).append(1000 * spent / served)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+    medians = {k: statistics.median(v) for k, v in figures.items()}
+    cpu_ms = {k: statistics.median(v) for k, v in cpu.items()}
+    bare = [s for s in args.servers if s in BARE]
+    print(f"{args.workers} workers, wrk {args.seconds}s per figure, median of {args.rounds} round(s)"
+          + (f", project with {' '.join(args.env + args.gunicorn)}" if args.env or args.gunicorn else ""))
+    print(f"{'server':<14}{'method':<7}" + "".join(f"{'c=' + str(c):>9}" for c in args.connections))
+    for server in args.servers:
+        for method in ("GET", "PATCH"):
+            print(f"{server:<14}{method:<7}"
+                  + "".join(f"{medians[(server, method, c)]:>9.0f}" for c in args.connections)
+                  + "   CPU ms/request: "
+                  + " ".join(f"{cpu_ms[(server, method, c)]:.2f}" for c in args.connections))
+    rows = []
+    for ours in [s for s in args.servers if s not in BARE]:
+        if not bare:
+            break
+        print(f"{ours} / best bare worker class (the bare class that served more at that count):")
+        for method in ("GET", "PATCH"):
+            cells = []
+            for c in args.connections:
+                best = max(bare, key=lambda s: medians[(s, method, c)])
+                ratio = medians[(ours, method, c)] / medians[(best, method, c)]
+                cpu_ratio = cpu_ms[(best, method, c)] / cpu_ms[(ours, method, c)]
+                cells.append(f"{ratio:>6.2f}x ({best.removeprefix('bare-')}; CPU {cpu_ratio:.2f}x)")
+                rows.append({"server": ours, "method": method, "connections": c, "ratio": round(ratio, 3),
+                             "cpu_ratio": round(cpu_ratio, 3), "best": best})
+            print(f"{'':<14}{method:<7}" + "  ".join(cells))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "workers": args.workers, "seconds": args.seconds, "rounds": args.rounds, "env": args.env,
+            "figures": [{"server": s, "method": m, "connections": c, "req_per_s": round(v, 1),
+                         "server_cpu_ms_per_request": round(cpu_ms[(s, m, c)], 3)}
+                        for (s, m, c), v in medians.items()],
+            "ratios": rows}, indent=2))
 
 
 if __name__ == "__main__":

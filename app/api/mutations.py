@@ -5,15 +5,16 @@ wrapped, so an operation added to the spec gets both without code of its own. Fo
 
     BEGIN
       claim the Idempotency-Key (POST with a key)    -> a stored answer: replay it
-      SAVEPOINT; the handler (its service's transaction nests here)
+      SAVEPOINT (with a key only); the handler (its service's transaction nests here)
       store the answer under the key (POST with a key; 2xx and 4xx)
       INSERT the audit entry
     COMMIT
 
-So the effect, its answer for retries and its audit entry commit together or not at all. A
-4xx rolls back to the savepoint: no effect, but the key keeps its answer. A 5xx (an
-unexpected error, the store down) rolls everything back, claim included, so a retry runs
-afresh; its audit entry is then written on its own.
+So the effect, its answer for retries and its audit entry commit together or not at all.
+With a key, a 4xx rolls back to the savepoint: no effect, but the key keeps its answer.
+Without one, nothing precedes the handler, so a 4xx rolls the whole transaction back and
+its audit entry is written on its own, like a 5xx's (an unexpected error, the store down),
+which rolls everything back, claim included, so a retry runs afresh.
 
 A lifecycle action wakes the engine inside this transaction, before the commit: harmless,
 because the action holds the database's row lock (the write lock on SQLite) until then, and
@@ -81,7 +82,7 @@ class Guard:
             with db.atomic():
                 outcome = self._replay_or_run(call, principal, key, fingerprint, entry)
         except Exception as exc:
-            # Rolled back, claim and all: a 5xx, or the store failing the commit.
+            # Rolled back, claim and all: a 5xx, a 4xx without a key, or the store failing the commit.
             write(entry(status_of(exc)))
             raise
         if isinstance(outcome, DomainError):
@@ -90,19 +91,24 @@ class Guard:
 
     def _replay_or_run(self, call, principal, key, fingerprint, entry):
         """In the transaction: the stored answer, the handler's result, or the 4xx to raise after the commit."""
-        if key is not None:
-            try:
-                stored = idempotency.claim(principal.customer_id, key, fingerprint, self.operation_id,
-                                           self.idempotency_ttl)
-            except DomainError as exc:   # the key was used for another request
-                audit.record(entry(status_of(exc)))
-                return exc
-            if stored is not None:
-                audit.record(entry(stored.status, stored.headers, replayed=True))
-                return wire.replay(stored)
+        if key is None:
+            # Nothing precedes the handler in this transaction: a refusal it raises rolls all of
+            # it back and run() records the entry, so no savepoint (two round trips) is needed.
+            result = call()
+            answer = wire.answer_of(result)
+            audit.record(entry(answer.status, answer.headers))
+            return result
+        try:
+            stored = idempotency.claim(principal.customer_id, key, fingerprint, self.operation_id,
+                                       self.idempotency_ttl)
+        except DomainError as exc:   # the key was used for another request
+            audit.record(entry(status_of(exc)))
+            return exc
+        if stored is not None:
+            audit.record(entry(stored.status, stored.headers, replayed=True))
+            return wire.replay(stored)
         result, refusal, answer = self._call(call)
-        if key is not None:
-            idempotency.complete(principal.customer_id, key, fingerprint, answer)
+        idempotency.complete(principal.customer_id, key, fingerprint, answer)
         audit.record(entry(answer.status, answer.headers))
         return refusal if refusal is not None else result
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from pathlib import Path
 
-from peewee import Database, DatabaseProxy, InterfaceError, OperationalError, SqliteDatabase
+from peewee import Database, DatabaseProxy, InterfaceError, OperationalError, SqliteDatabase, __exception_wrapper__
 from playhouse import db_url
 from playhouse.migrations import Runner
-from playhouse.pool import MaxConnectionsExceeded
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,80 @@ SQLITE_OPTIONS = {
 }
 
 
+class PooledStore(PooledPostgresqlDatabase):
+    """peewee's PostgreSQL pool, checking a connection out without a round trip.
+
+    peewee checks every pooled connection with a `SELECT 1` when it hands it out: one
+    round trip more per checkout, per request. Here a checkout looks only at what the
+    driver knows locally (the connection's closed flag and transaction status); a
+    connection the server dropped while it sat in the pool (a store restart, an idle
+    timeout) passes that check, so the first statement sent on a checkout is retried
+    once on a new connection if the connection turns out lost. Only the first: once a
+    statement went through, a lost connection may have taken a transaction's work with
+    it, and that error reaches the caller (a 503 for a request: app/api/errors.py).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Per thread, like peewee's connection state: has this checkout sent a statement yet?
+        self._unproven = threading.local()
+
+    def connect(self, reuse_if_open=False):
+        opened = super().connect(reuse_if_open)
+        if opened:
+            self._unproven.value = True
+        return opened
+
+    def _is_closed(self, conn):
+        if conn.closed:
+            return True
+        status = self._adapter.txn_status(conn)
+        if status == self._adapter.txn_unknown:
+            return True
+        if status != self._adapter.txn_idle:
+            # Check-in rolls back (peewee's _can_reuse); this is a second guard, never a round trip otherwise.
+            return not self._adapter.is_connection_reusable(conn)
+        return False
+
+    def _execute_cursor(self, sql, params, **cursor_options):
+        return self._first_try(super()._execute_cursor, sql, params, **cursor_options)
+
+    def begin(self, *args, **kwargs):
+        # `with db.atomic():` opens with BEGIN, often a checkout's first statement.
+        return self._first_try(super().begin, *args, **kwargs)
+
+    def _first_try(self, send, *args, **kwargs):
+        if not getattr(self._unproven, "value", False):
+            return send(*args, **kwargs)
+        try:
+            result = send(*args, **kwargs)
+        except (OperationalError, InterfaceError):
+            if self._state.closed or not self._lost(self._state.conn):
+                self._unproven.value = False
+                raise
+            log.info("a pooled store connection was lost; retrying on a new connection")
+            self._replace_lost_connection()
+            self._unproven.value = False
+            return send(*args, **kwargs)
+        self._unproven.value = False
+        return result
+
+    def _lost(self, conn) -> bool:
+        return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
+
+    def _replace_lost_connection(self) -> None:
+        """Swap this thread's lost connection for a new one, keeping peewee's state (an open
+        `atomic()` block whose BEGIN is being retried stays open)."""
+        with self._lock:
+            self._close(self._state.conn, close_conn=True)
+            # The idle ones most likely died with it (a store restart): connect afresh.
+            self.close_idle()
+            with __exception_wrapper__:
+                conn = self._connect()
+                self._initialize_connection(conn)
+            self._state.conn = conn
+
+
 def make_database(database_url: str | None, data_dir: Path, pool_size: int = 20) -> Database:
     """Build (without connecting) the database `database_url` names; unset means embedded SQLite.
 
@@ -74,10 +149,9 @@ def make_database(database_url: str | None, data_dir: Path, pool_size: int = 20)
         raise ValueError("DATABASE_URL names no database: postgresql://user@host/<database> "
                          "or sqlite:///<path>")
     if scheme.lower() == "sqlite":
-        defaults = SQLITE_OPTIONS
-    else:
-        defaults = {**POOL_OPTIONS, "max_connections": pool_size, "connect_timeout": CONNECT_TIMEOUT}
-    return db_url.connect(url, **{key: value for key, value in defaults.items() if key not in given})
+        return db_url.connect(url, **{key: value for key, value in SQLITE_OPTIONS.items() if key not in given})
+    defaults = {**POOL_OPTIONS, "max_connections": pool_size, "connect_timeout": CONNECT_TIMEOUT}
+    return PooledStore(**{**defaults, **given})
 
 
 def store_unavailable(error: Exception) -> bool:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg2
 import pytest
-from peewee import SqliteDatabase
-from playhouse.pool import PooledPostgresqlDatabase
+from peewee import OperationalError, SqliteDatabase
 
-from app.storage.database import make_database
-from tests.conftest import PG_URL
+from app.storage.database import PooledStore, make_database
+from tests.conftest import PG_ADMIN_DSN, PG_URL
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+pool", "postgres+pool"])
 def test_every_postgresql_url_is_pooled(tmp_path, scheme):
     database = make_database(PG_URL.replace("postgresql", scheme, 1), tmp_path, pool_size=7)
-    assert type(database) is PooledPostgresqlDatabase
+    assert type(database) is PooledStore
     assert (database._max_connections, database._stale_timeout, database._wait_timeout) == (7, 300, 30)
     with database.connection_context():
         assert database.connection().get_dsn_parameters()["connect_timeout"] == "5"
@@ -58,3 +58,54 @@ def test_refused_urls_are_named_without_their_password(tmp_path, url, message):
     with pytest.raises(ValueError) as caught:
         make_database(url, tmp_path)
     assert str(caught.value) == message
+
+
+def _backend_pid(database) -> int:
+    return database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def _terminate(pid: int) -> None:
+    killer = psycopg2.connect(PG_ADMIN_DSN)
+    killer.autocommit = True
+    with killer.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))  # waits until it is gone
+        assert cur.fetchone() == (True,)
+    killer.close()
+
+
+def test_a_checkout_sends_no_statement(tmp_path):
+    database = make_database(PG_URL, tmp_path, pool_size=2)
+    sent = []
+    database.query_hooks.append(lambda event: sent.append(event.sql))
+    with database.connection_context():
+        pid = _backend_pid(database)
+    with database.connection_context():
+        assert _backend_pid(database) == pid        # the same pooled connection...
+    assert sent == ["SELECT pg_backend_pid()"] * 2  # ...handed out without a `SELECT 1`
+    database.close_all()
+
+
+def test_a_connection_lost_in_the_pool_is_replaced_at_the_first_statement(tmp_path):
+    database = make_database(PG_URL, tmp_path, pool_size=2)
+    with database.connection_context():
+        lost = _backend_pid(database)
+    _terminate(lost)                                # the store drops it while it sits in the pool
+    with database.connection_context():
+        assert _backend_pid(database) != lost
+    with database.connection_context(), database.atomic():   # BEGIN first, on a lost connection
+        pid = _backend_pid(database)
+    _terminate(pid)
+    with database.connection_context(), database.atomic():
+        assert _backend_pid(database) != pid
+        assert database.execute_sql("SELECT 2").fetchone() == (2,)
+    database.close_all()
+
+
+def test_a_connection_lost_after_the_first_statement_is_an_error(tmp_path):
+    database = make_database(PG_URL, tmp_path, pool_size=2)
+    with database.connection_context():
+        _terminate(_backend_pid(database))
+        # The first statement may have done work the lost connection took with it: never resent.
+        with pytest.raises(OperationalError):
+            database.execute_sql("SELECT 1")
+    database.close_all()
