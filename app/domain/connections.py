@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peewee import SQL, IntegrityError, fn
+from peewee import IntegrityError
 
 from app.contracts.backends import sync_modes
 from app.domain import databases, etags, pagination, schemas
@@ -25,6 +25,8 @@ EMBEDDED_DATABASES = 100
 # of each (the first by name), so it stays short however many databases there are.
 IN_USE_SCHEMAS_NAMED = 5
 IN_USE_DATABASES_NAMED = 3
+# Past this many users a schema's count says "more than": counting stays bounded (docs/architecture.md).
+USE_COUNT_CAP = 1000
 # What GET /connections/{id} embeds: other resources (with ETags of their own), not part of the connection's.
 EMBEDDED_FIELDS = ("databases", "databaseCount")
 
@@ -175,20 +177,23 @@ def _changes(connection: Connection, data: dict) -> dict:
 def _ensure_schemas_unused(connection: Connection, new_schemas: list[str]) -> None:
     """409 schema_in_use if a live database uses a schema the new list leaves out.
 
-    One grouped count (served by the index database_schema_usage) decides; only when
-    it finds schemas in use do a few LIMITed selects fetch the names the message
-    shows. Neither the statements nor the message grow with the number of databases.
+    A database's schema is always one of its connection's `availableSchemas` (creating
+    and moving databases check it under the same row lock), so only the schemas this
+    change removes (at most 100) can be in use. One statement counts the users of each,
+    every count capped at USE_COUNT_CAP + 1 index entries (served by the index
+    database_schema_usage); only when it finds schemas in use do a few LIMITed selects
+    fetch the names the message shows. Neither the work nor the message grows with the
+    number of databases.
     """
-    live = (Database.connection == connection.id) & Database.deleted_at.is_null()
-    counts = list(
-        Database.select(Database.mysql_db, fn.COUNT(SQL("*")))
-        .where(live & Database.mysql_db.not_in(new_schemas))
-        .group_by(Database.mysql_db)
-        .order_by(Database.mysql_db)
-        .tuples()
-    )
+    kept = set(new_schemas)
+    removed = sorted(schema for schema in connection.available_schemas if schema not in kept)
+    if not removed:
+        return
+    counts = [(schema, count) for schema, count in zip(removed, _capped_use_counts(connection, removed), strict=True)
+              if count]
     if not counts:
         return
+    live = (Database.connection == connection.id) & Database.deleted_at.is_null()
     described = []
     for schema, count in counts[:IN_USE_SCHEMAS_NAMED]:
         names = [name for (name,) in Database.select(Database.name)
@@ -205,6 +210,21 @@ def _ensure_schemas_unused(connection: Connection, new_schemas: list[str]) -> No
     )
 
 
+def _capped_use_counts(connection: Connection, schemas: list[str]) -> list[int]:
+    """Live databases of `connection` on each schema, in order; past USE_COUNT_CAP, USE_COUNT_CAP + 1."""
+    param = db.param
+    parts, params = [], []
+    connection_id = Database.connection.db_value(connection.id)
+    for number, schema in enumerate(schemas):
+        # Each count reads at most USE_COUNT_CAP + 1 entries of the index, however many use it.
+        parts.append(f"SELECT {number} AS n, (SELECT COUNT(*) FROM (SELECT 1 FROM databases "
+                     f"WHERE connection_id = {param} AND deleted_at IS NULL AND mysql_db = {param} "
+                     f"LIMIT {USE_COUNT_CAP + 1}) AS capped) AS uses")
+        params += [connection_id, schema]
+    counts = dict(db.execute_sql(" UNION ALL ".join(parts), params).fetchall())
+    return [counts[number] for number in range(len(schemas))]
+
+
 def _schema_usage(schema: str, count: int, names: list[str]) -> str:
     """`schema 's2' is used by 33,333 databases, e.g. 'g10001', …`: a count and the first names."""
     listed = ", ".join(repr(name) for name in names)
@@ -212,6 +232,8 @@ def _schema_usage(schema: str, count: int, names: list[str]) -> str:
         return f"schema {schema!r} is used by database {listed}"
     if count <= len(names):
         return f"schema {schema!r} is used by databases {listed}"
+    if count > USE_COUNT_CAP:
+        return f"schema {schema!r} is used by more than {USE_COUNT_CAP:,} databases, e.g. {listed}, …"
     return f"schema {schema!r} is used by {count:,} databases, e.g. {listed}, …"
 
 

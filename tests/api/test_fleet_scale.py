@@ -140,7 +140,8 @@ class TestStatementsDoNotGrow:
                 response = client.patch(f"/connections/{connection_id}", {"availableSchemas": ["s0"]})
             assert_error(response, 409, "schema_in_use")
             counts.append(len(seen))
-        # The key check, lock the connection, count per schema, names of s1, names of s2, the audit entry.
+        # The key check, lock the connection, the capped counts of s1 and s2 (one statement), names of s1,
+        # names of s2, the audit entry.
         assert counts == [6, 6]
 
 
@@ -157,11 +158,29 @@ class TestSchemaInUseMessage:
                  for index, numbers in ((1, s1), (2, s2))}
         assert body["message"] == (
             "availableSchemas cannot drop a schema that a database uses: "
-            f"schema 's1' is used by 33,334 databases, e.g. {first[1]}, …; "
-            f"schema 's2' is used by 33,333 databases, e.g. {first[2]}, …. "
+            f"schema 's1' is used by more than 1,000 databases, e.g. {first[1]}, …; "
+            f"schema 's2' is used by more than 1,000 databases, e.g. {first[2]}, …. "
             "Delete or move those databases first; nothing was changed."
         )
         assert client.get(f"/connections/{connection_id}").json()["name"] == "fleet"
+
+    def test_counts_are_exact_up_to_1000_then_more_than(self, client, fleet):
+        customer_id, connection_id = fleet
+        grow(customer_id, connection_id, 3001, 0)
+        s1, s2 = in_use(1, 3001), in_use(2, 3001)
+        assert (len(s1), len(s2)) == (1001, 1000)
+        first = {index: ", ".join(repr(name) for name in sorted(f"g{i}" for i in numbers)[:3])
+                 for index, numbers in ((1, s1), (2, s2))}
+        response = client.patch(f"/connections/{connection_id}", {"availableSchemas": ["s0"]})
+        assert assert_error(response, 409, "schema_in_use")["message"] == (
+            "availableSchemas cannot drop a schema that a database uses: "
+            f"schema 's1' is used by more than 1,000 databases, e.g. {first[1]}, …; "
+            f"schema 's2' is used by 1,000 databases, e.g. {first[2]}, …. "
+            "Delete or move those databases first; nothing was changed."
+        )
+        # Removing a schema nobody uses is allowed beside them.
+        assert client.patch(f"/connections/{connection_id}", {"availableSchemas": ["s0", "s1", "s2"]}
+                            ).status_code == 200
 
     def test_many_schemas_in_use_are_summarised(self, client):
         """At most five schemas are described; the message stays within the Error schema's 4000 characters."""
