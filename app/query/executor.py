@@ -122,7 +122,9 @@ class QueryEngine:
     numbers, LIMIT and OFFSET) left out: texts that differ only in those share
     one plan, whose values are checked and bound on every run. Texts the
     shapes cannot serve (and every error) take the exact-text path: the full
-    parse of the text, its plans cached by text.
+    parse of the text, its plans cached by text. In front of both, the plan
+    and values of the latest texts are kept by text, so that a repeated text
+    costs one lookup.
     """
 
     def __init__(self, artifact: SchemaArtifact, *, limits: QueryLimits = DEFAULT_LIMITS,
@@ -131,11 +133,12 @@ class QueryEngine:
         self.limits = dataclasses.replace(limits, **overrides) if overrides else limits
         self.shapes = ShapeCache(artifact, self.limits, cache_size)
         self.compile = functools.lru_cache(maxsize=cache_size)(self._compile)
+        self.plan = functools.lru_cache(maxsize=cache_size)(self._plan)
 
     def _compile(self, text: str) -> Plan:
         return plan_query(self.artifact, parse(text, self.limits))
 
-    def plan(self, text: str) -> tuple[Plan, tuple]:
+    def _plan(self, text: str) -> tuple[Plan, tuple]:
         """The plan for `text` and the values to run it with (raises the text's QueryError)."""
         if isinstance(text, str):
             check_size(text, self.limits)
