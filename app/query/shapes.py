@@ -133,7 +133,7 @@ class _Slots:
                 self.text, keyword_at.position, self.positions[i]):
             raise _Unshapeable
         self._claim(i, role)
-        if int(self.raws[i]) != value:
+        if count_value(self.raws[i], value) != value:
             raise _Unshapeable
         return Slot(i)
 

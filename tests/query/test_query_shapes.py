@@ -289,12 +289,12 @@ def fill(draw, template):
 @settings(max_examples=300, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
-def test_texts_of_one_shape_answer_as_their_full_parse(artifact, db, data):
+def test_texts_of_one_shape_answer_as_their_full_parse(artifact, big_db, data):
     template = data.draw(templates())
     texts = [data.draw(fill(template)) for _ in range(3)]
     engine = QueryEngine(artifact, default_limit=4)
     for text in texts:
-        shaped, full = both(artifact, db, engine, text, default_limit=4)
+        shaped, full = both(artifact, big_db, engine, text, default_limit=4)
         assert shaped == full, text
     assert engine.shapes.misses <= 3
 
