@@ -26,8 +26,9 @@ from app.contracts.artifact import SchemaArtifact
 from app.contracts.query_limits import DEFAULT_LIMITS, QueryLimits
 
 from .errors import QueryLimitError
-from .parser import parse
-from .planner import ChildPlan, ColumnOutput, NodePlan, Plan, compile_query, plan_query
+from .parser import check_size, parse
+from .planner import ChildPlan, ColumnOutput, NodePlan, Plan, Slot, compile_query, plan_query
+from .shapes import ShapeCache, shape_of
 
 # SQLite virtual machine instructions between two deadline checks: about 5%
 # of a scan's time at 1,000 (measured: 15.2 ms plain, 16.1 ms checked).
@@ -91,15 +92,22 @@ class Answer:
 
 
 def answer_plan(plan: Plan, connection: sqlite3.Connection,
-                limits: QueryLimits = DEFAULT_LIMITS) -> Answer:
+                limits: QueryLimits = DEFAULT_LIMITS, values: tuple = ()) -> Answer:
     """Run a compiled plan and measure its answer.
 
-    Raises QueryLimitError past the answer limits or the time budget; the
-    budget interrupts statements only on a `SharedConnection` that enforces it.
+    `values` are the literal values a plan for a query's shape binds to its
+    slots (checked already: see `app.query.shapes`). Raises QueryLimitError
+    past the answer limits or the time budget; the budget interrupts
+    statements only on a `SharedConnection` that enforces it.
     """
-    limit = plan.limit if plan.limit is not None else min(limits.default_limit, limits.max_limit)
-    run = _Run(connection, limits)
-    rows = run.fetch(plan.root.sql, (*plan.root.params, limit, plan.offset),
+    limit, offset = plan.limit, plan.offset
+    if values:
+        limit = limit.bind(values) if isinstance(limit, Slot) else limit
+        offset = offset.bind(values) if isinstance(offset, Slot) else offset
+    if limit is None:
+        limit = min(limits.default_limit, limits.max_limit)
+    run = _Run(connection, limits, values)
+    rows = run.fetch(plan.root.sql, (*run.params(plan.root), limit, offset),
                      plan.root.size_index)
     objects, total_rows, total_bytes = run.build(plan.root, rows)
     total_bytes += 2  # the brackets of the answer's list
@@ -108,16 +116,42 @@ def answer_plan(plan: Plan, connection: sqlite3.Connection,
 
 
 class QueryEngine:
-    """Queries over snapshots of one artifact, with plans cached by query text."""
+    """Queries over snapshots of one artifact, with plans cached by query shape.
+
+    A query's shape is its text with the literal values (filter strings and
+    numbers, LIMIT and OFFSET) left out: texts that differ only in those share
+    one plan, whose values are checked and bound on every run. Texts the
+    shapes cannot serve (and every error) take the exact-text path: the full
+    parse of the text, its plans cached by text. In front of both, the plan
+    and values of the latest texts are kept by text, so that a repeated text
+    costs one lookup.
+    """
 
     def __init__(self, artifact: SchemaArtifact, *, limits: QueryLimits = DEFAULT_LIMITS,
                  cache_size: int = 512, **overrides):
         self.artifact = artifact
         self.limits = dataclasses.replace(limits, **overrides) if overrides else limits
+        self.shapes = ShapeCache(artifact, self.limits, cache_size)
         self.compile = functools.lru_cache(maxsize=cache_size)(self._compile)
+        self.plan = functools.lru_cache(maxsize=cache_size)(self._plan)
 
     def _compile(self, text: str) -> Plan:
         return plan_query(self.artifact, parse(text, self.limits))
+
+    def _plan(self, text: str) -> tuple[Plan, tuple]:
+        """The plan for `text` and the values to run it with (raises the text's QueryError)."""
+        if isinstance(text, str):
+            check_size(text, self.limits)
+            shape = shape_of(text)
+            if shape is not None:
+                key, raws = shape
+                shaped = self.shapes.plan(key, text)
+                if shaped is not None:
+                    values = shaped.bind(raws, self.limits)
+                    if values is not None:
+                        return shaped.plan, values
+        # Not a shape's (or a value the full parse refuses, with its position).
+        return self.compile(text), ()
 
     def execute(self, connection: sqlite3.Connection, text: str) -> list[dict]:
         """Run query `text` over the snapshot in `connection`."""
@@ -125,15 +159,17 @@ class QueryEngine:
 
     def answer(self, connection: sqlite3.Connection, text: str) -> Answer:
         """Run query `text` and measure its answer."""
-        return answer_plan(self.compile(text), connection, self.limits)
+        plan, values = self.plan(text)
+        return answer_plan(plan, connection, self.limits, values)
 
 
 class _Run:
     """One execution: its deadline and the rows and bytes fetched so far."""
 
-    def __init__(self, connection: sqlite3.Connection, limits: QueryLimits):
+    def __init__(self, connection: sqlite3.Connection, limits: QueryLimits, values: tuple = ()):
         self.connection = connection
         self.limits = limits
+        self.values = values
         self.deadline = time.monotonic() + limits.query_timeout_ms / 1000
         self.rows = 0
         self.bytes = 0
@@ -163,6 +199,14 @@ class _Run:
             raise answer_too_large(limits)
 
     # -- statements ----------------------------------------------------------
+
+    def params(self, node: NodePlan) -> tuple:
+        """A node's statement parameters, its slots bound to this run's values."""
+        values = self.values
+        if not values:
+            return node.params
+        return tuple(param.bind(values) if type(param) is Slot else param
+                     for param in node.params)
 
     def fetch(self, sql: str, params: tuple, size_index: int) -> list[tuple]:
         """All rows of one statement; never more than the answer could still hold."""
@@ -301,7 +345,8 @@ class _Run:
         if not keys:
             return {}
         payload = json.dumps([_json_key(key if composite else (key,)) for key in keys])
-        rows = self.fetch(child.node.sql, (payload, *child.node.params), child.node.size_index)
+        rows = self.fetch(child.node.sql, (payload, *self.params(child.node)),
+                          child.node.size_index)
         return self.build(child.node, rows, child)[0]
 
 

@@ -123,17 +123,17 @@ class FilterCompiler:
         raise AssertionError(f"unhandled filter node {node!r}")  # nodes and compiler disagree
 
     def _like(self, node: Like, column: str, source: Column, params: list) -> str:
-        pattern, mark = node.pattern.value, self.placeholder
+        mark = self.placeholder
         if self.dialect == "sqlite":
             if node.ignore_case:
                 # lower() on both sides keeps ILIKE case-insensitive even on a
                 # connection where PRAGMA case_sensitive_like is on (ASCII only,
                 # as SQLite's lower() is).
-                params.append(pattern)
+                params.append(self._value(node.pattern))
                 return f"lower({column}) LIKE lower({mark}) ESCAPE '\\'"
-            params.append(like_to_glob(pattern))
+            params.append(self._value(node.pattern, like_to_glob))
             return f"{column} GLOB {mark}"
-        params.append(pattern)
+        params.append(self._value(node.pattern))
         if self.dialect == "postgres":
             if source.type != "text":
                 # PostgreSQL has no LIKE on numbers or dates; SQLite and MySQL
@@ -146,8 +146,9 @@ class FilterCompiler:
             return f"LOWER({column}) LIKE LOWER({mark})"
         return f"CAST({column} AS BINARY) LIKE CAST({mark} AS BINARY)"
 
-    def _value(self, literal: Literal):
-        return literal.value
+    def _value(self, literal: Literal, convert: Callable[[str], str] | None = None):
+        """The parameter for `literal` (`convert` turns a pattern into what the SQL expects)."""
+        return literal.value if convert is None else convert(literal.value)
 
 
 class TableFilterCompiler(FilterCompiler):

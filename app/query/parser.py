@@ -100,7 +100,7 @@ def line_column(text: str, position: int) -> tuple[int, int]:
 def _parse_tree(text: str, start: str, limits: QueryLimits) -> Tree:
     if not isinstance(text, str):
         raise QueryError("the query must be text")
-    _check_size(text, limits)
+    check_size(text, limits)
     if not text.strip():
         raise QuerySyntaxError("the query is empty", position=0, line=1, column=1)
     _check_brackets(text, limits)
@@ -112,7 +112,8 @@ def _parse_tree(text: str, start: str, limits: QueryLimits) -> Tree:
     return tree
 
 
-def _check_size(text: str, limits: QueryLimits) -> None:
+def check_size(text: str, limits: QueryLimits) -> None:
+    """Refuse a text over max_query_bytes (413), the first check of every query."""
     maximum = limits.max_query_bytes
     # A UTF-8 character takes 1 to 4 bytes: encode only when it could matter.
     if len(text) * 4 <= maximum:
@@ -348,17 +349,40 @@ def _literal(token: Token) -> Literal:
 
 
 def _number(token: Token) -> int | float:
-    text = str(token)
+    value = number_value(str(token))
+    if value is None:
+        raise QueryError(f"the number {_shorten(str(token))} is out of range",
+                         at=_location(token))
+    return value
+
+
+def number_value(text: str) -> int | float | None:
+    """The value of a NUMBER token's text; None when it is out of range."""
     if any(mark in text for mark in ".eE"):
         value = float(text)
-        if math.isinf(value):
-            raise QueryError(f"the number {_shorten(text)} is out of range", at=_location(token))
-        return value
+        return None if math.isinf(value) else value
     # Checked by length first: int() refuses texts of more than 4,300 digits.
     if len(text.lstrip("+-").lstrip("0")) > _MAX_INTEGER_DIGITS or not (
             _MIN_INTEGER <= int(text) <= _MAX_INTEGER):
-        raise QueryError(f"the number {_shorten(text)} is out of range", at=_location(token))
+        return None
     return int(text)
+
+
+def count_value(text: str, maximum: int) -> int | None:
+    """The value of a LIMIT or OFFSET number's text; None when not a whole number up to `maximum`."""
+    if not text.isdecimal() or len(text.lstrip("0")) > _MAX_INTEGER_DIGITS or int(text) > maximum:
+        return None
+    return int(text)
+
+
+def string_value(text: str) -> str | None:
+    """The value of a STRING token's text (quotes included); None when an escape is invalid."""
+    if "\\" not in text:
+        return text[1:-1]
+    try:
+        return _unescape(Token("STRING", text, 0, 1, 1))
+    except QueryError:
+        return None
 
 
 def _unescape(token: Token) -> str:
@@ -481,4 +505,5 @@ def _shorten(fragment: str) -> str:
     return fragment[:27] + "..." if len(fragment) > 30 else fragment
 
 
-__all__ = ["parse", "parse_filter", "line_column"]
+__all__ = ["check_size", "count_value", "line_column", "number_value", "parse", "parse_filter",
+           "string_value"]

@@ -7,20 +7,47 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Union
+from typing import Protocol, Union
 
 from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
 from app.contracts.query_limits import DEFAULT_LIMITS, QueryLimits
 
 from .errors import QueryError, UnknownNameError
 from .filters import FilterCompiler, Resolved, group_operands, quote_identifier
-from .nodes import FieldEntry, Location, Name, Path, Query, Selection, Wildcard
+from .nodes import FieldEntry, Literal, Location, Name, Path, Query, Selection, Wildcard
 from .parser import parse
 
 _STAR = (Wildcard(at=Location(0, 1, 1), with_relations=False),)
 
 
 # -- the plan ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Slot:
+    """A statement parameter taken from the query's literal values when the plan runs.
+
+    Plans compiled for a query's shape (`app.query.shapes`) hold slots where a
+    plan for one text holds the values; `answer_plan` binds them.
+    """
+
+    index: int                                      # the literal's number, in text order
+    convert: Callable[[object], object] | None = None  # e.g. a LIKE pattern to GLOB
+    plus: int | None = None                         # a literal added (a page's end: offset + limit)
+
+    def bind(self, values: tuple):
+        value = values[self.index]
+        if self.plus is not None:
+            value += values[self.plus]
+        return value if self.convert is None else self.convert(value)
+
+
+class LiteralSlots(Protocol):
+    """Assigns slots to a parsed query's literals (see `app.query.shapes`)."""
+
+    def value(self, literal: Literal, convert: Callable | None) -> Slot | object: ...
+
+    def count(self, keyword_at: Location, value: int, role: str) -> Slot: ...
+
 
 @dataclass(frozen=True)
 class ColumnOutput:
@@ -51,6 +78,7 @@ class NodePlan:
 
     A child node's statement takes the JSON array of parent keys as its first
     parameter, then `params`; the root's takes `params`, then LIMIT and OFFSET.
+    `params` may hold `Slot`s, bound at run time.
     Each fetched row ends with the JSON size of its own fields as SQLite
     measures them; `fixed_size` adds what does not depend on the values
     (braces, keys, quotes, booleans, a comma), so a row object's size is
@@ -69,11 +97,15 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class Plan:
-    """A compiled query; its LIMIT and OFFSET were checked against the limits it was parsed with."""
+    """A compiled query; its LIMIT and OFFSET were checked against the limits it was parsed with.
+
+    A plan for a query's shape holds `Slot`s for its literal values: run it
+    with `answer_plan(..., values=...)`.
+    """
 
     root: NodePlan
-    limit: int | None                # the root's own LIMIT, if it gave one
-    offset: int
+    limit: int | Slot | None         # the root's own LIMIT, if it gave one
+    offset: int | Slot
 
 
 # -- entry points -----------------------------------------------------------
@@ -85,9 +117,13 @@ def compile_query(artifact: SchemaArtifact, text: str,
     return plan_query(artifact, parse(text, limits))
 
 
-def plan_query(artifact: SchemaArtifact, query: Query) -> Plan:
-    """Resolve every name of `query` against `artifact` and build its statements."""
-    return _Planner(artifact).plan(query)
+def plan_query(artifact: SchemaArtifact, query: Query, slots: LiteralSlots | None = None) -> Plan:
+    """Resolve every name of `query` against `artifact` and build its statements.
+
+    With `slots`, literal values become `Slot`s: a plan for every query of
+    the same shape.
+    """
+    return _Planner(artifact, slots).plan(query)
 
 
 # -- output conversion ------------------------------------------------------
@@ -181,6 +217,12 @@ class _SnapshotFilter(FilterCompiler):
         self.alias = alias
         self.aliases = 0
 
+    def _value(self, literal: Literal, convert=None):
+        slots = self.planner.slots
+        if slots is None:
+            return super()._value(literal, convert)
+        return slots.value(literal, convert)
+
     def resolve(self, path: Path) -> Resolved:
         table, alias = self.table, self.alias
         hops = []
@@ -227,8 +269,9 @@ class _SnapshotFilter(FilterCompiler):
 
 
 class _Planner:
-    def __init__(self, artifact: SchemaArtifact):
+    def __init__(self, artifact: SchemaArtifact, slots: LiteralSlots | None = None):
         self.artifact = artifact
+        self.slots = slots
 
     def plan(self, query: Query) -> Plan:
         selection = query.root
@@ -238,7 +281,15 @@ class _Planner:
                                    available=[t.alias for t in self.artifact.tables],
                                    at=selection.at)
         root = self._node(table, selection, link=(), many=True)
-        return Plan(root=root, limit=selection.limit, offset=selection.offset or 0)
+        limit, offset = self._count(selection, "limit"), self._count(selection, "offset")
+        return Plan(root=root, limit=limit, offset=0 if offset is None else offset)
+
+    def _count(self, selection: Selection, role: str) -> int | Slot | None:
+        """A selection's LIMIT or OFFSET (None if it gave none): its value, or a slot."""
+        value = getattr(selection, role)
+        if value is None or self.slots is None:
+            return value
+        return self.slots.count(getattr(selection, f"{role}_at"), value, role)
 
     # -- names ---------------------------------------------------------------
 
@@ -362,7 +413,9 @@ class _Planner:
 
         if not link:  # the root: LIMIT and OFFSET are bound at run time
             return f"SELECT {', '.join(columns)} {source}{order_by} LIMIT ? OFFSET ?", tuple(params)
-        if not (many and (selection.limit is not None or selection.offset)):
+        # A written OFFSET pages even when it is 0, so that a plan for the
+        # query's shape has the same statement whatever the value.
+        if not (many and (selection.limit is not None or selection.offset is not None)):
             return f"SELECT {', '.join(columns)} {source}{order_by}", tuple(params)
 
         # Paging per parent: number each parent's children in order, keep a window.
@@ -370,12 +423,12 @@ class _Planner:
         window = f"PARTITION BY {partition}" + order_by
         inner = ", ".join(f"{column} AS c{i}" for i, column in enumerate(columns))
         outer = ", ".join(f"c{i}" for i in range(len(columns)))
-        offset = selection.offset or 0
+        offset, limit = self._count(selection, "offset"), self._count(selection, "limit")
         bounds = ' WHERE "__rn" > ?'
-        params.append(offset)
-        if selection.limit is not None:
+        params.append(0 if offset is None else offset)
+        if limit is not None:
             bounds += ' AND "__rn" <= ?'
-            params.append(offset + selection.limit)
+            params.append(limit if offset is None else _page_end(offset, limit))
         sql = (f'SELECT {outer} FROM (SELECT {inner}, ROW_NUMBER() OVER ({window}) AS "__rn" '
                f'{source}){bounds} ORDER BY "__rn"')
         return sql, tuple(params)
@@ -418,5 +471,11 @@ class _Planner:
         return ", ".join(parts + tiebreak)
 
 
-__all__ = ["Plan", "NodePlan", "ChildPlan", "ColumnOutput", "RelationOutput",
+def _page_end(offset: int | Slot, limit: int | Slot) -> int | Slot:
+    if isinstance(offset, Slot):
+        return Slot(offset.index, plus=limit.index)
+    return offset + limit
+
+
+__all__ = ["LiteralSlots", "Slot", "Plan", "NodePlan", "ChildPlan", "ColumnOutput", "RelationOutput",
            "compile_query", "plan_query"]

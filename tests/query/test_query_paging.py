@@ -106,4 +106,7 @@ class TestLimits:
         engine = QueryEngine(artifact, default_limit=2)
         assert ids(engine.execute(db, "users { id }")) == [1, 2]
         assert ids(engine.execute(db, "users { id }")) == [1, 2]
-        assert engine.compile.cache_info().hits == 1
+        assert engine.plan.cache_info().hits == 1  # by text
+        assert ids(engine.execute(db, "users { id LIMIT 1 }")) == [1]
+        assert ids(engine.execute(db, "users { id LIMIT 3 }")) == [1, 2, 3]
+        assert (engine.shapes.hits, engine.shapes.misses, len(engine.shapes)) == (1, 2, 2)
