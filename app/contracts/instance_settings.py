@@ -23,7 +23,11 @@ docs/instance.md, the query limits in docs/query-language.md):
       "memoryLimitMb": 512,                   # the size's taskMemoryMb; null = no limit
       "defaultLimit": 1000, "maxLimit": 10000,  # ... and the other query limits
       "host": "127.0.0.1", "port": 8080,
-      "threads": 8,
+      "workers": null,                        # reader processes; null = the CPU count (1-32)
+      "threads": 2,                           # request threads per reader process
+      "answerCacheMb": 16,                    # per reader process; 0 = no answer cache
+      "snapshotDir": null,                    # where generations live; null = /dev/shm
+                                              # (else the settings file's directory)
       "logLevel": "info"                      # debug | info | warn | error
     }
 
@@ -53,6 +57,9 @@ from app.contracts.backends import SYNC_MODES
 from app.contracts.query_limits import DEFAULT_LIMITS, LIMIT_SPECS, QueryLimits
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
+# Reader processes: more than the cores only adds memory and switching; 32
+# keeps a mistaken setting from forking hundreds of interpreters.
+MAX_WORKERS = 32
 
 
 class SettingsError(ValueError):
@@ -86,13 +93,23 @@ class InstanceSettings:
     limits: QueryLimits = DEFAULT_LIMITS
     host: str = "127.0.0.1"
     port: int = 8080
-    threads: int = 8
+    workers: int | None = None
+    threads: int = 2
+    answer_cache_mb: int = 16
+    snapshot_dir: str | None = None
     log_level: str = "info"
 
     @property
     def effective_sync_mode(self) -> str:
         """The mode the instance really runs: only poll exists so far."""
         return "poll"
+
+    @property
+    def reader_workers(self) -> int:
+        """Reader processes to run: `workers`, or the CPU count, within 1..MAX_WORKERS."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
     # -- serialisation -----------------------------------------------------
 
@@ -216,7 +233,10 @@ class _SettingsFields(_Strict):
                                load_default=512)
     host = _text(load_default="127.0.0.1")
     port = _integer(0, 65535, load_default=8080)
-    threads = _integer(1, 64, load_default=8)
+    workers = _integer(1, MAX_WORKERS, allow_none=True, load_default=None)
+    threads = _integer(1, 64, load_default=2)
+    answer_cache_mb = _integer(0, 1024, data_key="answerCacheMb", load_default=16)
+    snapshot_dir = _text(allow_none=True, data_key="snapshotDir", load_default=None)
     log_level = _choice(LOG_LEVELS, data_key="logLevel", load_default="info")
 
     @validates_schema
@@ -256,5 +276,5 @@ def _lines(messages, prefix: str = "") -> list[str]:
     return lines
 
 
-__all__ = ["BACKENDS", "LOG_LEVELS", "SYNC_MODES",
+__all__ = ["BACKENDS", "LOG_LEVELS", "MAX_WORKERS", "SYNC_MODES",
            "InstanceSettings", "SettingsError", "SourceSettings"]

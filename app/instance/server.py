@@ -1,7 +1,8 @@
 """The HTTP edge of an instance: /query, /health, /openapi.json and the admin actions.
 
-One process, many threads: the snapshot lives in this process, so it is served
-by gunicorn's gthread worker (1 worker, N threads). Every error is the
+Served by each reader process (gunicorn workers, a few threads each) over the
+store's current generation; the admin actions are handed to the writer
+process. Every error is the
 `{error, message}` envelope with Content-Type application/json, whatever
 happens while a request is served: nothing a request does may end the process.
 """
@@ -22,7 +23,7 @@ from app.contracts.query_limits import QueryLimits
 from app.instance.memory import current_usage
 from app.instance.openapi import build_openapi
 from app.instance.snapshot import NoSnapshot
-from app.instance.state import InstanceState
+from app.instance.state import InstanceState, WriterUnavailable
 from app.query import Answer, QueryError, QueryLimitError, answer_too_large
 
 log = logging.getLogger(__name__)
@@ -70,18 +71,24 @@ def create_app(state: InstanceState) -> Flask:
     def run_query():
         _require_query_key(state)
         text = _query_text(limits)
-        try:
-            with state.holder.reading() as snapshot:
-                answer = state.queries.answer(snapshot.connection, text)
-        except NoSnapshot:
-            code = "cap_exceeded" if state.sync.status() == "cap_exceeded" else "snapshot_loading"
-            raise ApiError(503, code, _loading_message(state),
-                           {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
-        except QueryLimitError as exc:
-            raise limit_error(exc) from None
-        except QueryError as exc:
-            raise ApiError(400, "invalid_query", str(exc)) from None
-        return _answer(answer, limits)
+        # Same text, same generation and data version: the same bytes.
+        version = state.reader.refresh()
+        body = state.answers.get(text, version) if version is not None else None
+        if body is None:
+            try:
+                with state.reader.reading() as (connection, version):
+                    answer = state.queries.answer(connection, text)
+            except NoSnapshot:
+                code = "cap_exceeded" if state.status() == "cap_exceeded" else "snapshot_loading"
+                raise ApiError(503, code, _loading_message(state),
+                               {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+            except QueryLimitError as exc:
+                raise limit_error(exc) from None
+            except QueryError as exc:
+                raise ApiError(400, "invalid_query", str(exc)) from None
+            body = _answer_body(answer, limits)
+            state.answers.put(text, version, body)
+        return Response(body, status=200, content_type="application/json; charset=utf-8")
 
     @app.get("/health")
     def get_health():
@@ -97,20 +104,20 @@ def create_app(state: InstanceState) -> Flask:
     @app.post("/admin/reload")
     def reload_snapshot():
         _require_admin(state)
-        state.sync.reload()
-        return _json({"status": "reloading", "swapCount": state.holder.swap_count}, 202)
+        writer = _writer_command(state, "reload")
+        return _json({"status": "reloading", "swapCount": writer["swapCount"]}, 202)
 
     @app.post("/admin/replication/pause")
     def pause_replication():
         _require_admin(state)
-        state.sync.freeze()
-        return _json({"replication_paused": True}, 200)
+        writer = _writer_command(state, "pause")
+        return _json({"replication_paused": writer["replicationPaused"]}, 200)
 
     @app.post("/admin/replication/resume")
     def resume_replication():
         _require_admin(state)
-        state.sync.unfreeze()
-        return _json({"replication_paused": False}, 200)
+        writer = _writer_command(state, "resume")
+        return _json({"replication_paused": writer["replicationPaused"]}, 200)
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
@@ -206,7 +213,15 @@ def _query_text(limits: QueryLimits) -> str:
     return text
 
 
-def _answer(answer: Answer, limits: QueryLimits) -> Response:
+def _writer_command(state: InstanceState, name: str) -> dict:
+    try:
+        return state.writer.command(name)
+    except WriterUnavailable:
+        raise ApiError(503, "unavailable", "the instance's writer is restarting; retry shortly",
+                       {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+
+def _answer_body(answer: Answer, limits: QueryLimits) -> bytes:
     """The answer encoded, never larger than max_answer_bytes, never at the cost of the process."""
     if _orjson_is_safe(answer.estimated_bytes):
         body = _encode(answer.objects)
@@ -214,7 +229,7 @@ def _answer(answer: Answer, limits: QueryLimits) -> Response:
         body = json.dumps(answer.objects, separators=(",", ":"), ensure_ascii=False).encode()
     if len(body) > limits.max_answer_bytes:
         raise limit_error(answer_too_large(limits))
-    return Response(body, status=200, content_type="application/json; charset=utf-8")
+    return body
 
 
 def _orjson_is_safe(estimated_bytes: int) -> bool:
@@ -249,10 +264,10 @@ def _require_admin(state: InstanceState) -> None:
 
 
 def _loading_message(state: InstanceState) -> str:
-    status = state.sync.status()
+    status = state.status()
     if status == "cap_exceeded":
-        return f"no snapshot is loaded: {state.sync.last_error}"
-    if state.sync.last_error:
+        return f"no snapshot is loaded: {state.last_error()}"
+    if state.last_error():
         return "no snapshot is loaded yet: the last load failed; see the database's health"
     return "the snapshot is still loading; retry shortly"
 

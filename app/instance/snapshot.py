@@ -1,7 +1,8 @@
-"""The in-memory snapshot an instance serves, and the holder that swaps it atomically.
+"""A snapshot of the source as an SQLite database, and the holder that swaps it atomically.
 
-A `Snapshot` is one in-memory SQLite database laid out as `app.contracts.artifact`
-describes: every artifact table is created, filled from the source in batches
+A `Snapshot` is one SQLite database laid out as `app.contracts.artifact`
+describes, in memory or (for a served instance, see app/instance/store.py) in
+a file on tmpfs that reader processes open: every artifact table is created, filled from the source in batches
 (rows already in snapshot storage types), then indexed on primary keys and on
 both ends of every relation, analysed and switched to read-only. After that it
 never changes: a refresh builds a new one and the `SnapshotHolder` swaps it in.
@@ -86,6 +87,8 @@ class Snapshot:
     # When reading the source began: the data is as old as that, not as old
     # as the end of the load.
     read_started: float = field(default_factory=time.monotonic, repr=False)
+    path: str | None = None          # the database file; None = in memory
+    read_started_at: float = field(default_factory=time.time, repr=False)  # wall clock
 
     @property
     def total_rows(self) -> int:
@@ -101,24 +104,32 @@ class Snapshot:
 
     def close(self) -> None:
         self.connection.close()
-        release_free_memory()
+        if self.path is None:
+            release_free_memory()
 
     # -- loading -----------------------------------------------------------
 
     @classmethod
     def load(cls, artifact: SchemaArtifact, source, *, max_bytes: int | None = None,
              limit_mb: int | None = None, batch_size: int = BATCH_SIZE,
-             cancelled=lambda: False) -> "Snapshot":
+             cancelled=lambda: False, path: str | None = None) -> "Snapshot":
         """Build a snapshot of every artifact table from an open `Source`.
 
-        Raises SnapshotTooLarge when the database grows past `max_bytes`,
+        In memory, read-only once loaded; or, with `path`, in that (new) file,
+        left writable in WAL journal mode for the store's writer. Raises
+        SnapshotTooLarge when the database grows past `max_bytes`,
         LoadCancelled when `cancelled()` turns true, SnapshotError otherwise
         for problems of the snapshot itself; source errors propagate as is.
         """
         started = time.monotonic()
-        connection = sqlite3.connect(":memory:", check_same_thread=False,
-                                     isolation_level=None, cached_statements=256,
-                                     factory=SharedConnection)
+        started_at = time.time()
+        if path is None:
+            connection = sqlite3.connect(":memory:", check_same_thread=False,
+                                         isolation_level=None, cached_statements=256,
+                                         factory=SharedConnection)
+        else:
+            connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                         cached_statements=256)
         try:
             connection.execute("PRAGMA journal_mode = OFF")
             connection.execute("PRAGMA synchronous = OFF")
@@ -138,10 +149,15 @@ class Snapshot:
                 guard.check()
             connection.execute("ANALYZE")
             guard.check()
-            # From here on the snapshot is immutable: stray writes fail.
-            connection.execute("PRAGMA query_only = ON")
-            # Queries are interrupted at their time budget (not the load).
-            connection.enforce_time_budget()
+            if path is None:
+                # From here on the snapshot is immutable: stray writes fail.
+                connection.execute("PRAGMA query_only = ON")
+                # Queries are interrupted at their time budget (not the load).
+                connection.enforce_time_budget()
+            else:
+                # Readers in other processes read one consistent state while
+                # the writer applies changes (CDC); tmpfs needs no fsync.
+                connection.execute("PRAGMA journal_mode = WAL")
             size = guard.size()
         except MemoryError:
             _discard(connection)
@@ -155,7 +171,8 @@ class Snapshot:
             _discard(connection)
             raise
         seconds = time.monotonic() - started
-        snapshot = cls(connection, row_counts, time.time(), seconds, size, started)
+        snapshot = cls(connection, row_counts, time.time(), seconds, size, started, path,
+                       started_at)
         log.info("snapshot loaded: %d rows in %.2fs (%.0f rows/s), %.1f MiB",
                  snapshot.total_rows, seconds, snapshot.rows_per_second, size / MIB)
         return snapshot

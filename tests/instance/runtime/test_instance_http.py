@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -74,6 +75,7 @@ class TestQueryEndToEnd:
             "rowCounts": ROW_COUNTS, "lastSyncError": None, "lastSyncErrorCode": None,
             "replicationPaused": False, "syncMode": "poll", "effectiveSyncMode": "poll",
             "syncNote": None, "syncIntervalSeconds": 3600, "memoryLimitMb": 512,
+            "loadCount": 1, "generation": 1, "dataVersion": 0, "workers": os.cpu_count() or 1,
         }
 
     def test_openapi_describes_tables(self, mysql_instance):

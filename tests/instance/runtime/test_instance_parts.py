@@ -106,7 +106,8 @@ class TestSettings:
         assert settings.to_dict() == {
             **SETTINGS, **limits, "syncMode": "poll", "syncIntervalSeconds": 30,
             "replicationPaused": False, "memoryLimitMb": 512, "host": "127.0.0.1",
-            "port": 8080, "threads": 8, "logLevel": "info"}
+            "port": 8080, "workers": None, "threads": 2, "answerCacheMb": 16,
+            "snapshotDir": None, "logLevel": "info"}
 
     @pytest.mark.parametrize("change, message", [
         ({"source": {**SETTINGS["source"], "password": "x"}},
@@ -314,14 +315,19 @@ class TestNothingEndsTheProcess:
 
         from app.instance.server import create_app
 
-        class Holder:
+        from app.instance.reader import AnswerCache
+
+        class Reader:
+            def refresh(self):
+                return (1, 0)
+
             def reading(self):
-                return contextlib.nullcontext(SimpleNamespace(connection=None))
+                return contextlib.nullcontext((None, (1, 0)))
 
         state = SimpleNamespace(
             settings=SimpleNamespace(limits=QueryLimits()), keys=SimpleNamespace(
-                verify=lambda key: key == "k"), holder=Holder(),
-            queries=SimpleNamespace(answer=answer), sync=SimpleNamespace(status=lambda: "ok"))
+                verify=lambda key: key == "k"), reader=Reader(), answers=AnswerCache(0),
+            queries=SimpleNamespace(answer=answer), status=lambda: "ok")
         return create_app(state).test_client()
 
     def query(self, answer):
