@@ -313,9 +313,8 @@ class TestNothingEndsTheProcess:
     def client(self, answer):
         from types import SimpleNamespace
 
-        from app.instance.server import create_app
-
         from app.instance.reader import AnswerCache
+        from app.instance.server import create_app
 
         class Reader:
             def refresh(self):
