@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ from app.instance.logs import configure_logging
 from app.instance.memory import MemoryBudget, cap_malloc_arenas, limit_reader
 from app.instance.server import create_app
 from app.instance.state import InstanceState
-from app.instance.store import make_store_directory, remove_store_directory
+from app.instance.store import CONTROL_SOCKET, make_store_directory, remove_store_directory
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class InstanceApplication(BaseApplication):
         self.state: InstanceState | None = None
         self.store_dir: str | None = None
         self._writer: subprocess.Popen | None = None
+        self._control: socket.socket | None = None
         self._writer_deaths: list[float] = []
         super().__init__()
 
@@ -109,6 +111,12 @@ class InstanceApplication(BaseApplication):
         self.store_dir = make_store_directory(self.settings.database_id,
                                               base=self.settings.snapshot_dir,
                                               fallback=fallback)
+        # The master binds the writer's control socket and keeps it: readers
+        # can connect from their first request, and while a writer restarts
+        # their commands wait in the backlog for the next one.
+        self._control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._control.bind(os.path.join(self.store_dir, CONTROL_SOCKET))
+        self._control.listen(64)
         self._start_writer()
 
     def _start_writer(self) -> None:
@@ -122,13 +130,16 @@ class InstanceApplication(BaseApplication):
                     current = InstanceSettings.load(self.settings_path)
             current.write(settings_path)
         secrets_fd = secrets_pipe(InstanceSecrets(self._source_password, None))
+        control_fd = self._control.fileno()
         try:
             # stdout is a pipe only the writer holds: its end (EOF) is the
             # writer's death, whoever reaps the process (gunicorn reaps every child).
             self._writer = subprocess.Popen(
                 [sys.executable, "-m", "app.instance.writer", "--settings", settings_path,
-                 SECRETS_FD_OPTION, str(secrets_fd), "--store-dir", self.store_dir],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, pass_fds=(secrets_fd,))
+                 SECRETS_FD_OPTION, str(secrets_fd), "--store-dir", self.store_dir,
+                 "--control-fd", str(control_fd)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                pass_fds=(secrets_fd, control_fd))
         finally:
             os.close(secrets_fd)
         log.info("writer process %d started", self._writer.pid)
@@ -178,16 +189,21 @@ class InstanceApplication(BaseApplication):
 
     def _on_exit(self, arbiter) -> None:
         self._stop_writer()
+        if self._control is not None:
+            self._control.close()
         if self.store_dir:
             remove_store_directory(self.store_dir)
 
     # -- the readers ---------------------------------------------------------------
 
     def _post_fork(self, arbiter, worker) -> None:
-        # The readers have no use for the writer's pipe.
+        # The readers have no use for the writer's pipe nor its listening socket.
         if self._writer is not None:
             self._writer.stdout.close()
             self._writer = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
 
     def load(self):
         configure_logging(self.settings, "reader")

@@ -96,6 +96,7 @@ class GenerationReader:
         self._pointer = WatchedFile(os.path.join(directory, POINTER_FILE))
         self._lock = threading.Lock()
         self._version: tuple[int, int] | None = None
+        self._seen = None   # the pointer's value last followed (WatchedFile returns the same object)
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
 
@@ -107,7 +108,7 @@ class GenerationReader:
     def refresh(self) -> tuple[int, int] | None:
         """Follow the pointer; the current (generation, data version), or None before the first."""
         value = self._pointer.read()
-        if value is None:
+        if value is None or value is self._seen:
             return self._version
         generation = Generation.from_dict(value)
         version = (generation.number, generation.data_version)
@@ -121,12 +122,17 @@ class GenerationReader:
             else:
                 current.generation = generation
             self._version = version
+            self._seen = value
         return version
 
     @contextlib.contextmanager
-    def reading(self):
-        """Yield `(connection, version)`: one read transaction on the current generation."""
-        self.refresh()
+    def reading(self, *, refresh: bool = True):
+        """Yield `(connection, version)`: one read transaction on the current generation.
+
+        `refresh=False` when the caller has just called `refresh()`.
+        """
+        if refresh:
+            self.refresh()
         with self.holder.reading() as current:
             version = (current.generation.number, current.generation.data_version)
             connection = current.acquire()

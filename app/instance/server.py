@@ -76,7 +76,7 @@ def create_app(state: InstanceState) -> Flask:
         body = state.answers.get(text, version) if version is not None else None
         if body is None:
             try:
-                with state.reader.reading() as (connection, version):
+                with state.reader.reading(refresh=False) as (connection, version):
                     answer = state.queries.answer(connection, text)
             except NoSnapshot:
                 code = "cap_exceeded" if state.status() == "cap_exceeded" else "snapshot_loading"

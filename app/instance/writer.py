@@ -8,8 +8,9 @@ interface), and:
 
 - publishes its state for /health in `DIR/state.json` (atomic write) whenever
   it changes, checked every 0.25 s;
-- listens on the unix socket `DIR/control.sock` (the directory is 0700, so
-  only the instance's own user reaches it) for one-line commands from the
+- accepts on the unix socket `DIR/control.sock` (bound by the master, which
+  passes it as `--control-fd`; the directory is 0700, so only the instance's
+  own user reaches it) one-word commands from the
   reader workers: `reload`, `pause`, `resume`; each answer is the state after
   the command, as JSON;
 - on start, takes over the generation a previous writer published (and its
@@ -63,7 +64,7 @@ class Writer:
     """The store, its controller, the state file and the control socket of one instance."""
 
     def __init__(self, settings: InstanceSettings, artifact: SchemaArtifact, store_dir: str, *,
-                 source_password: str, open_source=None):
+                 source_password: str, control: socket.socket | None = None, open_source=None):
         self.settings = settings
         self.store_dir = store_dir
         self.store = SnapshotStore(store_dir, grace_seconds=grace_seconds(settings))
@@ -88,7 +89,7 @@ class Writer:
         self._state_lock = threading.Lock()
         self._last_state = None
         self._stop = threading.Event()
-        self._socket: socket.socket | None = None
+        self._socket = control
 
     # -- state ---------------------------------------------------------------
 
@@ -134,11 +135,15 @@ class Writer:
         return self.publish_state()
 
     def _serve_control(self) -> None:
+        # A timeout, not close(), ends the loop: the master shares this socket.
+        self._socket.settimeout(0.5)
         while not self._stop.is_set():
             try:
                 connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
             except OSError:
-                return   # closed at stop
+                return
             with connection:
                 try:
                     connection.settimeout(2.0)
@@ -155,12 +160,13 @@ class Writer:
 
     def run(self) -> None:
         """Serve until SIGTERM (or the master's death)."""
-        path = os.path.join(self.store_dir, CONTROL_SOCKET)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)   # a dead writer's
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._socket.bind(path)
-        self._socket.listen(16)
+        if self._socket is None:   # run on its own (tests, by hand)
+            path = os.path.join(self.store_dir, CONTROL_SOCKET)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._socket.bind(path)
+            self._socket.listen(16)
         threading.Thread(target=self._serve_control, name="rx-control", daemon=True).start()
         self.controller.start()
         master = os.getppid()
@@ -199,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", required=True)
     parser.add_argument(SECRETS_FD_OPTION, type=int, required=True, metavar="N")
     parser.add_argument("--store-dir", required=True)
+    parser.add_argument("--control-fd", type=int, metavar="M",
+                        help="the listening control socket the master bound")
     args = parser.parse_args(argv)
     _die_with_parent()
     try:
@@ -213,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     limit_process(MemoryBudget(settings.memory_limit_mb))
     with open(settings.artifact_path, encoding="utf-8") as f:
         artifact = SchemaArtifact.from_json(f.read())
-    writer = Writer(settings, artifact, args.store_dir, source_password=secrets.source_password)
+    control = (socket.socket(fileno=args.control_fd) if args.control_fd is not None else None)
+    writer = Writer(settings, artifact, args.store_dir, source_password=secrets.source_password,
+                    control=control)
     signal.signal(signal.SIGTERM, lambda *_: writer.stop())
     signal.signal(signal.SIGINT, lambda *_: writer.stop())
     log.info("writer started (start %d), store %s", writer.starts, args.store_dir)

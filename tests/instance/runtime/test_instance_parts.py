@@ -320,7 +320,7 @@ class TestNothingEndsTheProcess:
             def refresh(self):
                 return (1, 0)
 
-            def reading(self):
+            def reading(self, refresh=True):
                 return contextlib.nullcontext((None, (1, 0)))
 
         state = SimpleNamespace(
