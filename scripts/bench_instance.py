@@ -41,6 +41,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pymysql
 import requests
 
@@ -200,21 +201,40 @@ end
 """
 
 
+def instance_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by an instance's master and its processes (readers, writer)."""
+    total = 0.0
+    master = psutil.Process(pid)
+    for process in [master, *master.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def wrk_throughput(url: str, key: str, template: str, low: int, high: int,
-                   connections: int, seconds: float) -> tuple[float, int]:
-    """(requests/s, non-2xx responses) of wrk on `url` with one varied query."""
+                   connections: int, seconds: float, pid: int) -> tuple[float, int, float]:
+    """(requests/s, non-2xx responses, instance CPU ms per request) of wrk with one varied query.
+
+    CPU per request does not depend on what else runs on the machine, requests/s does.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_SCRIPT % {"key": key, "template": json.dumps(template),
                                     "low": low, "high": high})
+    cpu_before = instance_cpu_seconds(pid)
     try:
         out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "-s",
                               script.name, url], capture_output=True, text=True,
                              check=True).stdout
     finally:
         os.unlink(script.name)
+    cpu = instance_cpu_seconds(pid) - cpu_before
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    count = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rate, int(errors.group(1)) if errors else 0
+    return rate, int(errors.group(1)) if errors else 0, cpu * 1000 / max(count, 1)
 
 
 def main() -> int:
@@ -234,13 +254,18 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="the instance's threads per reader (default: its own default)")
     parser.add_argument("--keep", action="store_true", help="keep the source database")
+    parser.add_argument("--reuse", metavar="NAME",
+                        help="use this kept source database (from --keep) instead of a new one")
     args = parser.parse_args()
 
-    name = f"rx_bench_{secrets.token_hex(4)}"
+    name = args.reuse or f"rx_bench_{secrets.token_hex(4)}"
     total_rows = args.users + args.posts + args.comments
     print(f"source: MariaDB database {name}: {args.users} users, {args.posts} posts, "
           f"{args.comments} comments")
-    create_source(name, args.users, args.posts, args.comments)
+    if args.reuse:
+        args.keep = True
+    else:
+        create_source(name, args.users, args.posts, args.comments)
     credentials = SourceCredentials(backend="mysql", host=MARIADB["host"], port=MARIADB["port"],
                                     user="root", password="", schema=name)
     runtime = LocalProcessRuntime(tempfile.mkdtemp(prefix="rx_bench_"))
@@ -331,15 +356,18 @@ def main() -> int:
             figures = {}
             for label, (template, varied) in THROUGHPUT_QUERIES.items():
                 low, high = (1, args.posts) if varied == "id" else (0, max(published - 50, 0))
-                row = []
+                row, cpu_row = [], []
                 for count in counts:
-                    rate, errors = wrk_throughput(handle.endpoint_url, key, template, low, high,
-                                                  count, args.throughput)
+                    rate, errors, cpu_ms = wrk_throughput(handle.endpoint_url, key, template, low,
+                                                          high, count, args.throughput,
+                                                          handle.pid)
                     if errors:
                         raise SystemExit(f"{label}: {errors} non-2xx answers at c={count}")
                     row.append(rate)
-                figures[label] = row
-                print(f"    {label:36} " + " ".join(f"{rate:9,.0f}" for rate in row))
+                    cpu_row.append(round(cpu_ms, 3))
+                figures[label] = {"requestsPerSecond": row, "cpuMsPerRequest": cpu_row}
+                print(f"    {label:36} " + " ".join(f"{rate:7,.0f}" for rate in row)
+                      + "  req/s;  CPU ms/req " + " ".join(f"{ms:5.2f}" for ms in cpu_row))
             print(json.dumps({"throughput": figures, "connections": counts}))
         conn.close()
         snapshot.close()
