@@ -1,19 +1,17 @@
 """A snapshot of the source as an SQLite database, and the holder that swaps it atomically.
 
 A `Snapshot` is one SQLite database laid out as `app.contracts.artifact`
-describes, in memory or (for a served instance, see app/instance/store.py) in
-a file on tmpfs that reader processes open: every artifact table is created, filled from the source in batches
-(rows already in snapshot storage types), then indexed on primary keys and on
-both ends of every relation, analysed and switched to read-only. After that it
-never changes: a refresh builds a new one and the `SnapshotHolder` swaps it in.
+describes, in memory (tests, tools) or, for a served instance, in a
+generation file on tmpfs that reader processes open (app/instance/store.py):
+every artifact table is created (a one-column integer primary key as the
+rowid), filled from the source in batches (rows already in snapshot storage
+types), then indexed on primary keys and on both ends of every relation and
+analysed. An in-memory snapshot is then read-only; a file is left in WAL mode
+for the writer (CDC), and a full refresh builds a new one.
 
-Readers share one connection (sqlite3 threadsafety 3, serialized), a
-`SharedConnection` that runs the executor's statements one at a time and
-interrupts them at their query's time budget. A pool of
-connections to private `deserialize`d copies was measured against it under
-concurrent readers and was not faster on this workload (the per-query Python
-work holds the GIL), while it multiplies memory by the pool size; see
-docs/instance.md.
+`SnapshotHolder` leases what it holds to readers and closes a replaced one
+when its last reader is done; a reader process holds its generations in one
+(app/instance/reader.py).
 """
 
 from __future__ import annotations
