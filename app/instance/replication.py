@@ -93,6 +93,9 @@ class ChangeSync:
         self.last_reload_reason: str | None = None
         self.last_committed_at: float | None = None
         self.replication_lag_ms: int | None = None
+        # Called after each applied transaction (the writer publishes its state.json then,
+        # so /health counts what /query already shows).
+        self.on_change = lambda: None
         self.stream_status = "starting"       # starting | loading | streaming | reconnecting
         #                                       | paused | waiting (to retry a failed load)
 
@@ -427,6 +430,10 @@ class ChangeSync:
         if committed_at is not None:
             self.last_committed_at = committed_at
             self.replication_lag_ms = max(0, int((time.time() - committed_at) * 1000))
+        try:
+            self.on_change()
+        except Exception:   # the writer's state loop publishes it anyway
+            log.exception("publishing the state after a transaction failed")
         try:
             self._reader.confirm(position)
         except Exception as exc:   # feedback is repeated; a failure here is not fatal

@@ -90,6 +90,8 @@ class Writer:
             restore = getattr(self.controller, "restore", None)
             if restore is not None:
                 restore(previous)
+        if hasattr(self.controller, "on_change"):
+            self.controller.on_change = self.publish_state
         self.starts = previous.get("writerStarts", 0) + 1
         self._state_lock = threading.Lock()
         self._last_state = None
