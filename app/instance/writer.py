@@ -41,7 +41,13 @@ from app.contracts.instance_settings import InstanceSettings, SettingsError
 from app.instance.logs import configure_logging
 from app.instance.memory import MemoryBudget, limit_process
 from app.instance.replication import ChangeSync
-from app.instance.store import CONTROL_SOCKET, STATE_FILE, SnapshotStore, WatchedFile
+from app.instance.store import (
+    CONTROL_SOCKET,
+    STATE_FILE,
+    SnapshotStore,
+    WatchedFile,
+    remove_store_directory,
+)
 from app.instance.sync import SyncController
 
 log = logging.getLogger(__name__)
@@ -185,10 +191,14 @@ class Writer:
                 self.publish_state()
                 self.store.collect()
                 if os.getppid() != master:
-                    log.warning("the instance's master is gone; the writer stops")
                     break
         finally:
             self.close()
+            if os.getppid() != master:
+                # The master died without cleaning up (SIGKILL): its readers
+                # exit on their own, and nobody else will remove the store.
+                log.warning("the instance's master is gone; the writer removes the store")
+                remove_store_directory(self.store_dir)
 
     def stop(self) -> None:
         self._stop.set()

@@ -214,3 +214,15 @@ class TestProcesses:
         assert runtime.reload(instance.handle) == {"status": "reloading", "swapCount": 0}
         health = instance.wait_health(lambda h: h["swapCount"] == 1, 20, "the reload")
         assert (health["loadCount"], health["generation"]) == (2, 2)
+
+    def test_a_killed_master_leaves_no_store_behind(self, start_instance, mysql_blog):
+        instance = start_instance(mysql_blog, workers=1)
+        directory = _store_dir(instance)
+        family = [psutil.Process(instance.handle.pid),
+                  *psutil.Process(instance.handle.pid).children()]
+
+        os.kill(instance.handle.pid, signal.SIGKILL)   # no on_exit hook runs
+
+        _gone, alive = psutil.wait_procs(family, timeout=20)
+        assert alive == []   # the writer and the reader follow their master
+        assert not os.path.exists(directory)
