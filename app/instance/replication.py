@@ -160,8 +160,6 @@ class ChangeSync:
                 self._retry_at = 0.0
             self._cond.notify_all()
 
-    # -- the loop (the rx-cdc thread) -------------------------------------------
-
     def restore(self, previous: dict) -> None:
         """Carry the stream's counters over from a dead writer's last state.json."""
         for attribute, name in (("events_applied", "eventsApplied"),
@@ -171,6 +169,8 @@ class ChangeSync:
                                 ("replication_lag_ms", "replicationLagMs")):
             if name in previous and previous[name] is not None:
                 setattr(self, attribute, previous[name])
+
+    # -- the loop (the rx-cdc thread) -------------------------------------------
 
     def _run(self) -> None:
         try:
