@@ -12,6 +12,7 @@ from app.contracts.artifact import Column, SchemaArtifact, Table
 from app.contracts.changes import RowChange, SourceTransaction
 from app.instance.changes import IncompleteRow, apply_transaction
 from app.instance.reader import GenerationReader
+from app.instance.replication import _record_position, _recorded_position
 from app.instance.snapshot import rowid_key
 from app.instance.store import SnapshotStore
 
@@ -219,3 +220,26 @@ def test_a_one_column_integer_key_is_the_rowid(holder):
     with holder.reading() as connection:
         assert connection.execute("SELECT rowid, * FROM items ORDER BY rowid").fetchall() == [
             (2, 2, "apple", 6, 10)]
+
+
+def test_the_position_committed_with_a_transaction_is_what_a_new_writer_resumes_from(holder):
+    """A restarted writer adopts the published generation and reads the position recorded in
+    the same transaction as the rows (app/instance/replication.py)."""
+    with holder.write() as connection:
+        assert _recorded_position(connection) is None   # not loaded by ChangeSync
+        _record_position(connection, "0/10", create=True)
+    with pytest.raises(ValueError):
+        with holder.write() as connection:
+            apply_transaction(connection, ARTIFACT, txn(RowChange("items", "delete",
+                                                                  before={"id": 1})))
+            _record_position(connection, "0/20")
+            raise ValueError("the writer fails before the commit")
+    holder.store.close()
+    restarted = SnapshotStore(holder.store.directory, grace_seconds=0)
+    try:
+        assert restarted.adopt() == holder.store.current
+        with restarted.write() as connection:
+            assert _recorded_position(connection) == "0/10"
+            assert connection.execute("SELECT count(*) FROM items").fetchone()[0] == 2
+    finally:
+        restarted.close()
