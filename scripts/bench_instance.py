@@ -13,10 +13,14 @@ measures:
       author and one for its comments);
   (b) snapshot load speed in rows per second (instance process and in-process);
   (c) with --readers, throughput of concurrent readers on one shared snapshot
-      connection against a private deserialized copy per reader thread.
+      connection against a private deserialized copy per reader thread;
+  (d) with --throughput SECONDS, requests/s with wrk (keep-alive, 1, 2 and 4
+      connections, or --connections) on the three queries of issue 12, the page
+      offset and the post id varied per request (random over the table), so an
+      answer cache wins nothing there.
 
 Usage: .venv/bin/python scripts/bench_instance.py [--users N --posts N --comments N]
-       [--runs N] [--readers THREADS] [--keep]
+       [--runs N] [--readers THREADS] [--throughput SECONDS] [--workers N] [--keep]
 Needs MariaDB on 127.0.0.1:3306 (root, no password). Results: docs/benchmarks.md.
 """
 
@@ -25,15 +29,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pymysql
 import requests
 
@@ -171,6 +179,64 @@ def readers_throughput(snapshot: Snapshot, engine: QueryEngine, threads: int,
     return sum(count) / seconds
 
 
+THROUGHPUT_QUERIES = {
+    # name: (query template, what %d is varied over: "offset" or "id")
+    "50 published posts, id + title":
+        ("posts(published = true) { id title LIMIT 50 OFFSET %d }", "offset"),
+    "+ author name + approved comments":
+        ("posts(published = true) { id title author { name } comments(approved = true) { body }"
+         " LIMIT 50 OFFSET %d }", "offset"),
+    "one post by id, nested":
+        ("posts(id = %d) { id title author { name } comments { body } }", "id"),
+}
+
+_WRK_SCRIPT = """
+math.randomseed(os.time())
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "text/plain"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+request = function()
+  return wrk.format(nil, "/query", nil, string.format(%(template)s, math.random(%(low)d, %(high)d)))
+end
+"""
+
+
+def instance_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by an instance's master and its processes (readers, writer)."""
+    total = 0.0
+    master = psutil.Process(pid)
+    for process in [master, *master.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def wrk_throughput(url: str, key: str, template: str, low: int, high: int,
+                   connections: int, seconds: float, pid: int) -> tuple[float, int, float]:
+    """(requests/s, non-2xx responses, instance CPU ms per request) of wrk with one varied query.
+
+    CPU per request does not depend on what else runs on the machine, requests/s does.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT % {"key": key, "template": json.dumps(template),
+                                    "low": low, "high": high})
+    cpu_before = instance_cpu_seconds(pid)
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "-s",
+                              script.name, url], capture_output=True, text=True,
+                             check=True).stdout
+    finally:
+        os.unlink(script.name)
+    cpu = instance_cpu_seconds(pid) - cpu_before
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    count = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rate, int(errors.group(1)) if errors else 0, cpu * 1000 / max(count, 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1000)
@@ -179,14 +245,27 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--readers", type=int, default=0,
                         help="also compare concurrent readers with this many threads")
+    parser.add_argument("--throughput", type=int, default=0, metavar="SECONDS",
+                        help="also measure requests/s with wrk, this long per figure")
+    parser.add_argument("--connections", default="1,2,4",
+                        help="wrk connection counts for --throughput (default 1,2,4)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="the instance's reader processes (default: its own default)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the instance's threads per reader (default: its own default)")
     parser.add_argument("--keep", action="store_true", help="keep the source database")
+    parser.add_argument("--reuse", metavar="NAME",
+                        help="use this kept source database (from --keep) instead of a new one")
     args = parser.parse_args()
 
-    name = f"rx_bench_{secrets.token_hex(4)}"
+    name = args.reuse or f"rx_bench_{secrets.token_hex(4)}"
     total_rows = args.users + args.posts + args.comments
     print(f"source: MariaDB database {name}: {args.users} users, {args.posts} posts, "
           f"{args.comments} comments")
-    create_source(name, args.users, args.posts, args.comments)
+    if args.reuse:
+        args.keep = True
+    else:
+        create_source(name, args.users, args.posts, args.comments)
     credentials = SourceCredentials(backend="mysql", host=MARIADB["host"], port=MARIADB["port"],
                                     user="root", password="", schema=name)
     runtime = LocalProcessRuntime(tempfile.mkdtemp(prefix="rx_bench_"))
@@ -203,10 +282,15 @@ def main() -> int:
         os.makedirs(runtime.base_dir, exist_ok=True)
         secret = secrets.token_urlsafe(32)
         write_keys_file(keys_path, secret, {"bench": None})
+        options = {}
+        if args.workers is not None and "workers" in InstanceSettings.__dataclass_fields__:
+            options["workers"] = args.workers
+        if args.threads is not None:
+            options["threads"] = args.threads
         settings = InstanceSettings(
             database_id="bench", artifact_path="-", keys_file="-",
             source=SourceSettings("mysql", MARIADB["host"], MARIADB["port"], "root", name),
-            sync_interval_seconds=3600, memory_limit_mb=2048)
+            sync_interval_seconds=3600, memory_limit_mb=2048, **options)
         handle = runtime.start("bench", settings, artifact, "", keys_path)
         deadline = time.monotonic() + 120
         while not (health := runtime.health(handle)).get("serving"):
@@ -261,6 +345,30 @@ def main() -> int:
                 print(f"    {label:32} {qps:8.1f} queries/s")
             single = readers_throughput(snapshot, engine, 1, 5.0, False)
             print(f"    {'(one thread, for reference)':32} {single:8.1f} queries/s")
+        if args.throughput:
+            if shutil.which("wrk") is None:
+                raise SystemExit("--throughput needs wrk on the PATH")
+            counts = [int(n) for n in args.connections.split(",")]
+            print(f"\n(d) requests/s with wrk, {args.throughput:g} s per figure, varied per "
+                  f"request (connections {', '.join(map(str, counts))})")
+            key = make_query_key(secret, "bench")
+            published = sum(1 for i in range(1, args.posts + 1) if i % 3 != 0)
+            figures = {}
+            for label, (template, varied) in THROUGHPUT_QUERIES.items():
+                low, high = (1, args.posts) if varied == "id" else (0, max(published - 50, 0))
+                row, cpu_row = [], []
+                for count in counts:
+                    rate, errors, cpu_ms = wrk_throughput(handle.endpoint_url, key, template, low,
+                                                          high, count, args.throughput,
+                                                          handle.pid)
+                    if errors:
+                        raise SystemExit(f"{label}: {errors} non-2xx answers at c={count}")
+                    row.append(rate)
+                    cpu_row.append(round(cpu_ms, 3))
+                figures[label] = {"requestsPerSecond": row, "cpuMsPerRequest": cpu_row}
+                print(f"    {label:36} " + " ".join(f"{rate:7,.0f}" for rate in row)
+                      + "  req/s;  CPU ms/req " + " ".join(f"{ms:5.2f}" for ms in cpu_row))
+            print(json.dumps({"throughput": figures, "connections": counts}))
         conn.close()
         snapshot.close()
     finally:

@@ -27,7 +27,11 @@ docs/instance.md, the query limits in docs/query-language.md):
       "memoryLimitMb": 512,                   # the size's taskMemoryMb; null = no limit
       "defaultLimit": 1000, "maxLimit": 10000,  # ... and the other query limits
       "host": "127.0.0.1", "port": 8080,
-      "threads": 8,
+      "workers": null,                        # reader processes; null = the CPU count (1-32)
+      "threads": 2,                           # request threads per reader process
+      "answerCacheMb": 16,                    # per reader process; 0 = no answer cache
+      "snapshotDir": null,                    # where generations live; null = /dev/shm
+                                              # (else the settings file's directory)
       "logLevel": "info"                      # debug | info | warn | error
     }
 
@@ -75,6 +79,11 @@ def derived_binlog_server_id(database_id) -> int:
     return DERIVED_SERVER_ID_MIN + int.from_bytes(digest[:8], "big") % DERIVED_SERVER_ID_SPAN
 
 
+# Reader processes: more than the cores only adds memory and switching; 32
+# keeps a mistaken setting from forking hundreds of interpreters.
+MAX_WORKERS = 32
+
+
 class SettingsError(ValueError):
     """The settings file is missing, unreadable or invalid; one line per problem."""
 
@@ -110,7 +119,10 @@ class InstanceSettings:
     limits: QueryLimits = DEFAULT_LIMITS
     host: str = "127.0.0.1"
     port: int = 8080
-    threads: int = 8
+    workers: int | None = None
+    threads: int = 2
+    answer_cache_mb: int = 16
+    snapshot_dir: str | None = None
     log_level: str = "info"
 
     @property
@@ -131,6 +143,13 @@ class InstanceSettings:
         if self.cdc_unavailable:
             return f"{self.sync_mode} is not available, the instance polls: {self.cdc_unavailable}"
         return f"{self.sync_mode} is not implemented for {self.source.backend}; the instance polls"
+
+    @property
+    def reader_workers(self) -> int:
+        """Reader processes to run: `workers`, or the CPU count, within 1..MAX_WORKERS."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
     # -- serialisation -----------------------------------------------------
 
@@ -260,7 +279,10 @@ class _SettingsFields(_Strict):
                                load_default=512)
     host = _text(load_default="127.0.0.1")
     port = _integer(0, 65535, load_default=8080)
-    threads = _integer(1, 64, load_default=8)
+    workers = _integer(1, MAX_WORKERS, allow_none=True, load_default=None)
+    threads = _integer(1, 64, load_default=2)
+    answer_cache_mb = _integer(0, 1024, data_key="answerCacheMb", load_default=16)
+    snapshot_dir = _text(allow_none=True, data_key="snapshotDir", load_default=None)
     log_level = _choice(LOG_LEVELS, data_key="logLevel", load_default="info")
 
     @validates_schema
@@ -301,5 +323,5 @@ def _lines(messages, prefix: str = "") -> list[str]:
 
 
 __all__ = ["DERIVED_SERVER_ID_MIN", "DERIVED_SERVER_ID_SPAN", "derived_binlog_server_id",
-           "BACKENDS", "LOG_LEVELS", "STREAMING_MODES", "SYNC_MODES",
+           "BACKENDS", "LOG_LEVELS", "MAX_WORKERS", "STREAMING_MODES", "SYNC_MODES",
            "InstanceSettings", "SettingsError", "SourceSettings"]

@@ -84,6 +84,39 @@ def limit_process(budget: MemoryBudget) -> None:
              budget.snapshot_bytes // MIB)
 
 
+def reader_data_limit_mb(budget: MemoryBudget) -> int | None:
+    """RLIMIT_DATA of one reader process: its private memory, never the snapshot.
+
+    Readers map the snapshot file shared and read-only (tmpfs pages counted
+    once, in the snapshot budget, and not by RLIMIT_DATA), so each needs the
+    runtime reserve and SQLite's working memory only.
+    """
+    if budget.limit_mb is None:
+        return None
+    return min(budget.limit_mb, RUNTIME_RESERVE_MB + SQLITE_WORK_MB)
+
+
+def limit_reader(budget: MemoryBudget) -> None:
+    """Apply a reader process's share of the budget; call before any thread starts."""
+    cap_malloc_arenas()
+    threading.stack_size(THREAD_STACK_BYTES)
+    limit_mb = reader_data_limit_mb(budget)
+    if limit_mb is None:
+        return
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute(f"PRAGMA hard_heap_limit = {SQLITE_WORK_MB * MIB}")
+    finally:
+        probe.close()
+    limit = limit_mb * MIB
+    in_use = current_usage().get("VmData", 0) * 1024
+    if in_use >= limit:
+        log.warning("reader memory limit %d MiB is below what the process already uses "
+                    "(%d MiB); RLIMIT_DATA not set", limit_mb, in_use // MIB)
+        return
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def cap_malloc_arenas() -> None:
     """Limit glibc malloc to a few arenas so threads do not each reserve their own."""
     libc = _libc()
@@ -126,5 +159,5 @@ def current_usage() -> dict[str, int]:
     return usage
 
 
-__all__ = ["MemoryBudget", "RUNTIME_RESERVE_MB", "current_usage", "limit_process",
-           "release_free_memory"]
+__all__ = ["MemoryBudget", "RUNTIME_RESERVE_MB", "SQLITE_WORK_MB", "current_usage",
+           "limit_process", "limit_reader", "reader_data_limit_mb", "release_free_memory"]

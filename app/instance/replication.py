@@ -1,15 +1,17 @@
 """CDC sync: load a snapshot where the source's change stream starts, then apply the stream.
 
-`ChangeSync` has the public interface of `SyncController` (app/instance/sync.py) so that
-`InstanceState` runs it for `binlog` (MySQL/MariaDB) and `logical` (PostgreSQL). One
-thread does everything, so there is never more than one load or apply at a time:
+`ChangeSync` has the interface of `SyncController` (app/instance/sync.py; docs/instance.md,
+"Writer interface") so that the writer process (app/instance/writer.py) runs it for `binlog`
+(MySQL/MariaDB) and `logical` (PostgreSQL) on its `SnapshotStore`. One thread does
+everything, so there is never more than one load or apply at a time:
 
 1. open the change capture (app/sources/cdc) and, inside `capture.snapshot_start(source)`,
-   load a full snapshot: its consistent read is the one the stream's start position
-   continues; swap it in;
-2. read the stream from that position; apply each `SourceTransaction` in one write
-   transaction on the served snapshot (readers see all of it or none), then confirm its
-   position (PostgreSQL releases WAL up to it);
+   load a full snapshot as the store's next generation: its consistent read is the one the
+   stream's start position continues; record that position in the generation and publish it;
+2. read the stream from that position; apply each `SourceTransaction` in one
+   `store.write()` block on the current generation (WAL: readers see all of it or none, and
+   never wait for it), recording its position in the same transaction, then confirm it
+   (PostgreSQL releases WAL up to it);
 3. `ReloadRequired` (position lost, transaction too large), a change that cannot be applied
    from the stream alone, or a `SchemaChange` other than a TRUNCATE: full reload and a new
    stream (the reason is logged, counted and shown in /health as `lastReloadReason`);
@@ -17,14 +19,17 @@ thread does everything, so there is never more than one load or apply at a time:
    the instance is degraded with a lastSyncError saying so, and serves what it has;
 5. freeze (pause replication): the reader is closed, the position kept; unfreeze reopens it
    there, nothing lost, no reload. `reload()`: a full reload and a new start position.
-   `settings.full_reload_seconds` (off by default): a periodic full reload as a safety net.
+   `settings.full_reload_seconds` (off by default): a periodic full reload as a safety net;
+6. a restarted writer that took over the published generation (`SnapshotStore.adopt`)
+   resumes the stream from the position recorded in it: that position was committed with
+   the last applied transaction, so nothing is applied twice or missed; if the source no
+   longer has it, or the generation records none, it reloads.
 
 docs/instance.md ("Change data capture") documents it for users.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sqlite3
 import threading
@@ -37,15 +42,8 @@ from app.contracts.changes import SchemaChange, SourceTransaction
 from app.contracts.instance_settings import InstanceSettings, derived_binlog_server_id
 from app.instance.changes import IncompleteRow, applier_for
 from app.instance.memory import MemoryBudget
-from app.instance.snapshot import (
-    LoadCancelled,
-    Snapshot,
-    SnapshotError,
-    SnapshotHolder,
-    SnapshotTooLarge,
-    format_size,
-)
-from app.query import SharedConnection
+from app.instance.snapshot import LoadCancelled, SnapshotError, SnapshotTooLarge, format_size
+from app.instance.store import SnapshotStore
 from app.sources.cdc import Backoff, ReloadRequired, change_capture
 
 log = logging.getLogger(__name__)
@@ -53,19 +51,19 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT = 0.25          # how long one read of the stream waits (stop/freeze latency)
 LOAD_RETRY_FIRST = 2.0       # a failed load is retried after this, doubling ...
 LOAD_RETRY_MOST = 60.0       # ... up to this
-# A transaction with this many row changes is applied to a copy of the snapshot that is
-# then swapped in, so that queries do not wait for it (see _apply_to_copy).
-COPY_THRESHOLD = 20_000
+# The table in each generation that holds the position its data continues at, written in the
+# same SQLite transaction as the changes (the artifact never serves a name like this).
+POSITION_TABLE = "__reflexdb_stream"
 
 
 class ChangeSync:
-    """Keeps a `SnapshotHolder` current by applying the source's change stream."""
+    """Keeps a `SnapshotStore`'s current generation up to date with the source's change stream."""
 
     def __init__(self, artifact: SchemaArtifact, settings: InstanceSettings, source_password: str,
-                 holder: SnapshotHolder, budget: MemoryBudget, *, open_source=None):
+                 store: SnapshotStore, budget: MemoryBudget, *, open_source=None):
         self.artifact = artifact
         self.settings = settings
-        self.holder = holder
+        self.store = store
         self.budget = budget
         self._password = source_password
         self._open_source = open_source
@@ -95,6 +93,9 @@ class ChangeSync:
         self.last_reload_reason: str | None = None
         self.last_committed_at: float | None = None
         self.replication_lag_ms: int | None = None
+        # Called after each applied transaction (the writer publishes its state.json then,
+        # so /health counts what /query already shows).
+        self.on_change = lambda: None
         self.stream_status = "starting"       # starting | loading | streaming | reconnecting
         #                                       | paused | waiting (to retry a failed load)
 
@@ -159,10 +160,22 @@ class ChangeSync:
                 self._retry_at = 0.0
             self._cond.notify_all()
 
+    def restore(self, previous: dict) -> None:
+        """Carry the stream's counters over from a dead writer's last state.json."""
+        for attribute, name in (("events_applied", "eventsApplied"),
+                                ("transactions_applied", "transactionsApplied"),
+                                ("reloads", "streamReloads"),
+                                ("last_reload_reason", "lastReloadReason"),
+                                ("replication_lag_ms", "replicationLagMs")):
+            if name in previous and previous[name] is not None:
+                setattr(self, attribute, previous[name])
+
     # -- the loop (the rx-cdc thread) -------------------------------------------
 
     def _run(self) -> None:
         try:
+            if self.store.current is not None:
+                self._resume()
             while not self._stopping:
                 self._step()
         except Exception:
@@ -177,7 +190,7 @@ class ChangeSync:
             if self._stopping:
                 return
             reason = self._reload_reason
-            if reason is None and self.holder.current is None:
+            if reason is None and self.store.current is None:
                 reason = "first load"
             if reason is None and self._safety_net_due():
                 reason = (f"periodic full reload (fullReloadSeconds="
@@ -205,7 +218,7 @@ class ChangeSync:
 
     def _safety_net_due(self) -> bool:
         every = self.settings.full_reload_seconds
-        return bool(every and self.holder.current is not None and not self._frozen
+        return bool(every and self.store.current is not None and not self._frozen
                     and time.monotonic() - self._loaded_monotonic >= every)
 
     def _reload(self, reason: str) -> None:
@@ -230,20 +243,46 @@ class ChangeSync:
         self.position = position
         self._open_reader()
 
+    def _resume(self) -> None:
+        """Continue the stream of a generation a previous writer published (writer restart).
+
+        The position recorded in the generation is the one its data continues at (committed
+        with the last transaction applied); row counts are recounted and the data version
+        bumped, since the dead writer may have committed a transaction without publishing
+        them. Without a recorded position the stream cannot continue: full reload.
+        """
+        current = self.store.current
+        self._loaded_monotonic = time.monotonic() - current.age_ms() / 1000
+        deltas: dict[str, int] = {}
+        try:
+            with self.store.write(row_deltas=deltas) as connection:
+                position = _recorded_position(connection)
+                for table in self.artifact.tables:
+                    count = connection.execute(
+                        f"SELECT count(*) FROM {_quote(table.name)}").fetchone()[0]
+                    deltas[table.alias] = count - current.row_counts.get(table.alias, 0)
+        except sqlite3.Error as exc:
+            log.warning("the published generation cannot be continued: %s", exc)
+            position = None
+        if position is None:
+            self._request_reload("the writer restarted and the served snapshot records no "
+                                 "stream position")
+            return
+        log.info("the writer restarted: the change stream resumes at %s", position)
+        self.position = position
+        self.stream_status = "starting"
+
     def _load(self, reason: str) -> str | None:
-        """Load a snapshot inside the capture's snapshot start; its position, or None."""
+        """Load a generation inside the capture's snapshot start and publish it; its position,
+        or None."""
         open_source = self._open_source or sources.open_source
-        serving = self.holder.retained_bytes()
+        serving = self.store.retained_bytes()
         self.loading = True
         try:
             credentials = self._credentials()
-            if self._capture is None:
-                self._capture = change_capture(
-                    credentials, self.artifact, database_id=self.settings.database_id,
-                    instance_id=self.settings.instance_id, server_id=self._server_id())
             with open_source(credentials) as source:
-                with self._capture.snapshot_start(source) as position:
-                    snapshot = Snapshot.load(
+                with self._ensure_capture().snapshot_start(source) as position:
+                    snapshot = self.store.load(
                         self.artifact, source,
                         max_bytes=self.budget.available_for_new_snapshot(serving),
                         limit_mb=self.budget.limit_mb,
@@ -267,18 +306,34 @@ class ChangeSync:
                                 "error; see the instance log")
         finally:
             self.loading = False
-        self.holder.swap(snapshot)
+        if self._stopping:
+            self.store.discard(snapshot)
+            return None
+        try:
+            _record_position(snapshot.connection, position, create=True)
+        except sqlite3.Error as exc:
+            self.store.discard(snapshot)
+            return self._failed("load_failed", f"the snapshot could not be built: {exc}")
         self._loaded_monotonic = time.monotonic()
+        # Recorded before the publish: whoever sees the new generation sees its load too.
         self.load_count += 1
         self.last_error = self.last_error_code = None
         self.last_sync_at = _now_rfc3339()
         self.last_rows_per_second = snapshot.rows_per_second
+        self.store.publish(snapshot)
         log.info("snapshot loaded (%s); the change stream starts at %s", reason, position)
         return position
 
+    def _ensure_capture(self):
+        if self._capture is None:
+            self._capture = change_capture(
+                self._credentials(), self.artifact, database_id=self.settings.database_id,
+                instance_id=self.settings.instance_id, server_id=self._server_id())
+        return self._capture
+
     def _open_reader(self) -> None:
         try:
-            self._reader = self._capture.open_reader(self.position)
+            self._reader = self._ensure_capture().open_reader(self.position)
         except Exception as exc:   # a position it cannot parse: start over
             log.warning("cannot open the change stream at %s: %s", self.position, exc)
             self._request_reload(f"the stream could not start at {self.position}", now=False)
@@ -331,69 +386,31 @@ class ChangeSync:
             self._load_backoff.reset()
 
     def _apply(self, txn: SourceTransaction) -> None:
+        # One source transaction, one write transaction on the current generation: readers
+        # see all of it or none, and the position recorded with it is where a restarted
+        # writer resumes. Readers never wait for it (WAL), however large it is.
         deltas: dict[str, int] = {}
         try:
-            if len(txn.changes) >= COPY_THRESHOLD and self._apply_to_copy(txn, deltas):
-                self._applied(txn.position, len(txn.changes), txn.committed_at)
-                return
-            deltas.clear()
-            with self.holder.write() as connection:
+            with self.store.write(row_deltas=deltas) as connection:
                 self._applier.apply(connection, txn.changes, deltas)
+                _record_position(connection, txn.position)
         except IncompleteRow as exc:
             self._forced_reload(exc.message)
             return
         except sqlite3.Error as exc:
             self._forced_reload(f"applying a transaction to the snapshot failed: {exc}")
             return
-        snapshot = self.holder.current
-        if snapshot is not None:
-            for alias, delta in deltas.items():
-                snapshot.row_counts[alias] = snapshot.row_counts.get(alias, 0) + delta
         self._applied(txn.position, len(txn.changes), txn.committed_at)
-
-    def _apply_to_copy(self, txn: SourceTransaction, deltas: dict[str, int]) -> bool:
-        """Apply a large transaction to a copy of the snapshot and swap the copy in.
-
-        In place, the write holds the snapshot's connection for seconds (100,000 rows:
-        1-4 s), and every query waits, past its time budget. A copy (SQLite's backup:
-        about 350 MB/s here) lets readers go on with the old snapshot meanwhile. Only
-        when the memory budget has room for a second copy; False otherwise (apply in place).
-        """
-        current = self.holder.current
-        room = self.budget.available_for_new_snapshot(self.holder.retained_bytes())
-        if current is None or (room is not None and room < current.size_bytes * 1.5):
-            return False
-        copy = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None,
-                               cached_statements=256, factory=SharedConnection)
-        try:
-            current.connection.backup(copy)
-            copy.execute("PRAGMA journal_mode = OFF")   # a failure discards the copy whole
-            copy.execute("BEGIN")
-            self._applier.apply(copy, txn.changes, deltas)
-            copy.execute("COMMIT")
-            copy.execute("PRAGMA query_only = ON")
-            copy.enforce_time_budget()
-            size = (copy.execute("PRAGMA page_count").fetchone()[0]
-                    * copy.execute("PRAGMA page_size").fetchone()[0])
-        except BaseException:
-            copy.close()
-            raise
-        row_counts = dict(current.row_counts)
-        for alias, delta in deltas.items():
-            row_counts[alias] = row_counts.get(alias, 0) + delta
-        self.holder.swap(dataclasses.replace(current, connection=copy, row_counts=row_counts,
-                                             size_bytes=size))
-        return True
 
     def _schema_change(self, change: SchemaChange) -> None:
         replicated = {table.name for table in self.artifact.tables}
         if change.kind == "truncate" and change.table in replicated:
             table = next(t for t in self.artifact.tables if t.name == change.table)
-            with self.holder.write() as connection:
-                connection.execute(f'DELETE FROM "{table.name.replace(chr(34), chr(34) * 2)}"')
-            snapshot = self.holder.current
-            if snapshot is not None:
-                snapshot.row_counts[table.alias] = 0
+            deltas: dict[str, int] = {}
+            with self.store.write(row_deltas=deltas) as connection:
+                deleted = connection.execute(f"DELETE FROM {_quote(table.name)}").rowcount
+                deltas[table.alias] = -deleted
+                _record_position(connection, change.position)
             log.info("TRUNCATE %s applied", table.name)
             self._applied(change.position, 0, None)
             return
@@ -413,6 +430,10 @@ class ChangeSync:
         if committed_at is not None:
             self.last_committed_at = committed_at
             self.replication_lag_ms = max(0, int((time.time() - committed_at) * 1000))
+        try:
+            self.on_change()
+        except Exception:   # the writer's state loop publishes it anyway
+            log.exception("publishing the state after a transaction failed")
         try:
             self._reader.confirm(position)
         except Exception as exc:   # feedback is repeated; a failure here is not fatal
@@ -445,7 +466,7 @@ class ChangeSync:
         self.last_error_code = code
         self.last_error = message
         log.warning("change sync failed (%s): %s; %s", code, message,
-                    "still serving the current snapshot" if self.holder.current
+                    "still serving the current snapshot" if self.store.current
                     else "no snapshot is served")
         return None
 
@@ -468,7 +489,7 @@ class ChangeSync:
             return "cap_exceeded"
         if self.last_error:
             return "degraded"
-        return "ok" if self.holder.current is not None else "loading"
+        return "ok" if self.store.current is not None else "loading"
 
     def stream_health(self) -> dict:
         """The /health fields of the change stream."""
@@ -481,6 +502,30 @@ class ChangeSync:
             "streamReloads": self.reloads,
             "lastReloadReason": self.last_reload_reason,
         }
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _record_position(connection: sqlite3.Connection, position: str, *,
+                     create: bool = False) -> None:
+    """Record in the generation where its data continues on the stream (in the caller's
+    transaction, or, with `create`, in a freshly loaded generation)."""
+    if create:
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {_quote(POSITION_TABLE)} "
+                           f"(id INTEGER PRIMARY KEY CHECK (id = 1), position TEXT NOT NULL)")
+    connection.execute(f"INSERT OR REPLACE INTO {_quote(POSITION_TABLE)} (id, position) "
+                       f"VALUES (1, ?)", (position,))
+
+
+def _recorded_position(connection: sqlite3.Connection) -> str | None:
+    try:
+        row = connection.execute(
+            f"SELECT position FROM {_quote(POSITION_TABLE)} WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:   # a generation loaded by poll, or an older build
+        return None
+    return row[0] if row else None
 
 
 def _now_rfc3339() -> str:

@@ -1,7 +1,8 @@
 """The HTTP edge of an instance: /query, /health, /openapi.json and the admin actions.
 
-One process, many threads: the snapshot lives in this process, so it is served
-by gunicorn's gthread worker (1 worker, N threads). Every error is the
+Served by each reader process (gunicorn workers, a few threads each) over the
+store's current generation; the admin actions are handed to the writer
+process. Every error is the
 `{error, message}` envelope with Content-Type application/json, whatever
 happens while a request is served: nothing a request does may end the process.
 """
@@ -12,6 +13,7 @@ import json
 import logging
 import resource
 import sqlite3
+import time
 import uuid
 
 import orjson
@@ -22,7 +24,7 @@ from app.contracts.query_limits import QueryLimits
 from app.instance.memory import current_usage
 from app.instance.openapi import build_openapi
 from app.instance.snapshot import NoSnapshot
-from app.instance.state import InstanceState
+from app.instance.state import InstanceState, WriterUnavailable
 from app.query import Answer, QueryError, QueryLimitError, answer_too_large
 
 log = logging.getLogger(__name__)
@@ -70,18 +72,24 @@ def create_app(state: InstanceState) -> Flask:
     def run_query():
         _require_query_key(state)
         text = _query_text(limits)
-        try:
-            with state.holder.reading() as snapshot:
-                answer = state.queries.answer(snapshot.connection, text)
-        except NoSnapshot:
-            code = "cap_exceeded" if state.sync.status() == "cap_exceeded" else "snapshot_loading"
-            raise ApiError(503, code, _loading_message(state),
-                           {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
-        except QueryLimitError as exc:
-            raise limit_error(exc) from None
-        except QueryError as exc:
-            raise ApiError(400, "invalid_query", str(exc)) from None
-        return _answer(answer, limits)
+        # Same text, same generation and data version: the same bytes.
+        version = state.reader.refresh()
+        body = state.answers.get(text, version) if version is not None else None
+        if body is None:
+            try:
+                with state.reader.reading(refresh=False) as (connection, version):
+                    answer = state.queries.answer(connection, text)
+            except NoSnapshot:
+                code = "cap_exceeded" if state.status() == "cap_exceeded" else "snapshot_loading"
+                raise ApiError(503, code, _loading_message(state),
+                               {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+            except QueryLimitError as exc:
+                raise limit_error(exc) from None
+            except QueryError as exc:
+                raise ApiError(400, "invalid_query", str(exc)) from None
+            body = _answer_body(answer, limits)
+            state.answers.put(text, version, body)
+        return Response(body, status=200, content_type="application/json; charset=utf-8")
 
     @app.get("/health")
     def get_health():
@@ -97,20 +105,20 @@ def create_app(state: InstanceState) -> Flask:
     @app.post("/admin/reload")
     def reload_snapshot():
         _require_admin(state)
-        state.sync.reload()
-        return _json({"status": "reloading", "swapCount": state.holder.swap_count}, 202)
+        writer = _writer_command(state, "reload")
+        return _json({"status": "reloading", "swapCount": writer["swapCount"]}, 202)
 
     @app.post("/admin/replication/pause")
     def pause_replication():
         _require_admin(state)
-        state.sync.freeze()
-        return _json({"replication_paused": True}, 200)
+        writer = _writer_command(state, "pause")
+        return _json({"replication_paused": writer["replicationPaused"]}, 200)
 
     @app.post("/admin/replication/resume")
     def resume_replication():
         _require_admin(state)
-        state.sync.unfreeze()
-        return _json({"replication_paused": False}, 200)
+        writer = _writer_command(state, "resume")
+        return _json({"replication_paused": writer["replicationPaused"]}, 200)
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
@@ -206,7 +214,15 @@ def _query_text(limits: QueryLimits) -> str:
     return text
 
 
-def _answer(answer: Answer, limits: QueryLimits) -> Response:
+def _writer_command(state: InstanceState, name: str) -> dict:
+    try:
+        return state.writer.command(name)
+    except WriterUnavailable:
+        raise ApiError(503, "unavailable", "the instance's writer is restarting; retry shortly",
+                       {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+
+def _answer_body(answer: Answer, limits: QueryLimits) -> bytes:
     """The answer encoded, never larger than max_answer_bytes, never at the cost of the process."""
     if _orjson_is_safe(answer.estimated_bytes):
         body = _encode(answer.objects)
@@ -214,16 +230,30 @@ def _answer(answer: Answer, limits: QueryLimits) -> Response:
         body = json.dumps(answer.objects, separators=(",", ":"), ensure_ascii=False).encode()
     if len(body) > limits.max_answer_bytes:
         raise limit_error(answer_too_large(limits))
-    return Response(body, status=200, content_type="application/json; charset=utf-8")
+    return body
+
+
+# The last VmData reading: (monotonic time, bytes). Reading /proc on every
+# answer showed in the profile; a reading younger than this is trusted for
+# answers needing at most half the room it left (the other half covers what
+# other threads allocated since).
+_USAGE_MAX_AGE_SECONDS = 0.1
+_last_usage = (float("-inf"), 0)
 
 
 def _orjson_is_safe(estimated_bytes: int) -> bool:
     """True when the memory left could hold orjson's worst case for an answer this size."""
+    global _last_usage
     soft, _hard = resource.getrlimit(resource.RLIMIT_DATA)
     if soft == resource.RLIM_INFINITY:
         return True
     need = estimated_bytes * _ESCAPE_FACTOR * _BUFFER_FACTOR + _ENCODE_MARGIN
+    read_at, in_use = _last_usage
+    now = time.monotonic()
+    if now - read_at < _USAGE_MAX_AGE_SECONDS and (soft - in_use) // 2 >= need:
+        return True
     in_use = current_usage().get("VmData", 0) * 1024
+    _last_usage = (now, in_use)
     return soft - in_use >= need
 
 
@@ -249,10 +279,10 @@ def _require_admin(state: InstanceState) -> None:
 
 
 def _loading_message(state: InstanceState) -> str:
-    status = state.sync.status()
+    status = state.status()
     if status == "cap_exceeded":
-        return f"no snapshot is loaded: {state.sync.last_error}"
-    if state.sync.last_error:
+        return f"no snapshot is loaded: {state.last_error()}"
+    if state.last_error():
         return "no snapshot is loaded yet: the last load failed; see the database's health"
     return "the snapshot is still loading; retry shortly"
 

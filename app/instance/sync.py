@@ -1,7 +1,8 @@
-"""Poll sync: one thread that reloads the snapshot every interval and swaps it in.
+"""Poll sync: one thread in the writer process that reloads the snapshot every interval.
 
-Every load builds a complete new snapshot from the source and swaps it in only
-once it is complete, so readers never see a partial one. A failed load keeps
+Every load builds a complete new generation file from the source and
+publishes it (`SnapshotStore.publish`) only once it is complete, so readers
+never see a partial one. A failed load keeps
 the old snapshot serving and marks the instance degraded (or cap_exceeded)
 with a reason a user can act on, until the next load succeeds. Frozen
 (replication paused) means no timed reloads; an explicit `reload()` still
@@ -19,14 +20,8 @@ from app import sources
 from app.contracts.artifact import SchemaArtifact
 from app.contracts.instance_settings import InstanceSettings
 from app.instance.memory import MemoryBudget
-from app.instance.snapshot import (
-    LoadCancelled,
-    Snapshot,
-    SnapshotError,
-    SnapshotHolder,
-    SnapshotTooLarge,
-    format_size,
-)
+from app.instance.snapshot import LoadCancelled, SnapshotError, SnapshotTooLarge, format_size
+from app.instance.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +31,21 @@ FIRST_RETRY_SECONDS = 2.0
 
 
 class SyncController:
-    """Loads snapshots into a `SnapshotHolder` on a timer and on request."""
+    """Loads generations into a `SnapshotStore` on a timer and on request.
+
+    The writer process drives any controller through this interface (a CDC
+    controller offers the same): `start()`, `stop()`, `reload()`, `freeze()`,
+    `unfreeze()`, `status()`, and the attributes `frozen`, `loading`,
+    `last_error`, `last_error_code`, `last_sync_at`, `last_rows_per_second`,
+    `load_count`. It is constructed with the store (and what it needs to read
+    the source); docs/instance.md, "Writer interface".
+    """
 
     def __init__(self, artifact: SchemaArtifact, settings: InstanceSettings, source_password: str,
-                 holder: SnapshotHolder, budget: MemoryBudget, *, open_source=None):
+                 store: SnapshotStore, budget: MemoryBudget, *, open_source=None):
         self.artifact = artifact
         self.settings = settings
-        self.holder = holder
+        self.store = store
         self.budget = budget
         self._password = source_password
         self._open_source = open_source
@@ -102,11 +105,17 @@ class SyncController:
 
     def _run(self) -> None:
         next_due = 0.0
+        adopted = self.store.current
+        if adopted is not None:
+            # A restarted writer took over a published generation: the next
+            # reload is due when that one is an interval old, not now.
+            interval = float(self.settings.sync_interval_seconds)
+            next_due = time.monotonic() + max(interval - adopted.age_ms() / 1000, 0)
         retry = FIRST_RETRY_SECONDS
         while True:
             with self._cond:
                 while not self._stopping:
-                    first = self.holder.current is None
+                    first = self.store.current is None
                     due = time.monotonic() >= next_due and (first or not self._frozen)
                     if self._reload_requested or due:
                         break
@@ -121,7 +130,7 @@ class SyncController:
             interval = float(self.settings.sync_interval_seconds)
             # Quick retries only help a source that is briefly away; a snapshot
             # over the memory limit will not fit any better in a few seconds.
-            if ok or self.holder.current is not None or self.last_error_code == "cap_exceeded":
+            if ok or self.store.current is not None or self.last_error_code == "cap_exceeded":
                 retry = FIRST_RETRY_SECONDS
                 next_due = time.monotonic() + interval
             else:
@@ -129,13 +138,13 @@ class SyncController:
                 retry = min(retry * 2, interval)
 
     def _load_once(self) -> bool:
-        """Load one snapshot and swap it in; record why when it fails."""
+        """Load one generation and publish it; record why when it fails."""
         open_source = self._open_source or sources.open_source
-        serving = self.holder.retained_bytes()
+        serving = self.store.retained_bytes()
         self.loading = True
         try:
             with open_source(self._credentials()) as source:
-                snapshot = Snapshot.load(
+                snapshot = self.store.load(
                     self.artifact, source,
                     max_bytes=self.budget.available_for_new_snapshot(serving),
                     limit_mb=self.budget.limit_mb,
@@ -160,11 +169,16 @@ class SyncController:
                                 "instance log")
         finally:
             self.loading = False
-        self.holder.swap(snapshot)
+        if self._stopping:
+            self.store.discard(snapshot)
+            return False
+        # Recorded before the publish: whoever sees the new generation in the
+        # store sees its load recorded too.
         self.load_count += 1
         self.last_error = self.last_error_code = None
         self.last_sync_at = _now_rfc3339()
         self.last_rows_per_second = snapshot.rows_per_second
+        self.store.publish(snapshot)
         return True
 
     def _failed(self, code: str, message: str) -> bool:
@@ -172,7 +186,7 @@ class SyncController:
         self.last_error_code = code
         self.last_error = message
         log.warning("snapshot load failed (%s): %s; %s", code, message,
-                    "still serving the previous snapshot" if self.holder.current
+                    "still serving the previous snapshot" if self.store.current
                     else "no snapshot is served")
         return False
 
@@ -196,7 +210,7 @@ class SyncController:
             return "cap_exceeded"
         if self.last_error:
             return "degraded"
-        return "ok" if self.holder.current is not None else "loading"
+        return "ok" if self.store.current is not None else "loading"
 
     def stream_health(self) -> dict:
         """The change stream's /health fields (app/instance/replication.py): none when polling."""

@@ -1,17 +1,20 @@
-"""apply_transaction on a snapshot built by Snapshot.load: what a fresh load would hold."""
+"""apply_transaction on a generation of the instance's store (SnapshotStore.write), read as a
+reader process reads it (GenerationReader): what a fresh load would hold."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
+import sqlite3
 
 import pytest
 
 from app.contracts.artifact import Column, SchemaArtifact, Table
 from app.contracts.changes import RowChange, SourceTransaction
 from app.instance.changes import IncompleteRow, apply_transaction
-from app.instance.snapshot import Snapshot, SnapshotHolder
+from app.instance.reader import GenerationReader
+from app.instance.replication import _record_position, _recorded_position
+from app.instance.snapshot import rowid_key
+from app.instance.store import SnapshotStore
 
 
 class RowsSource:
@@ -38,17 +41,36 @@ LOG = Table("log", (Column("at", "text"), Column("what", "text")))
 ARTIFACT = SchemaArtifact("postgres", "shop", (ITEMS, NOTES, LOG))
 
 
+class Store:
+    """The writer's store and a reader process's view of it, on one directory."""
+
+    def __init__(self, directory: str):
+        self.store = SnapshotStore(directory, grace_seconds=0)
+        self.reader = GenerationReader(directory)
+
+    @contextlib.contextmanager
+    def reading(self):
+        with self.reader.reading() as (connection, _version):
+            yield connection
+
+    @contextlib.contextmanager
+    def write(self, **options):
+        with self.store.write(**options) as connection:
+            yield connection
+
+
 @pytest.fixture
-def holder():
+def holder(tmp_path):
     source = RowsSource({
         "items": [(1, "apple", 5, 10), (2, "pear", 0, 20)],
         "notes": [(1, "hello", 1)],
         "log": [("t1", "a"), ("t1", "a"), ("t2", "b")],
     })
-    holder = SnapshotHolder()
-    holder.swap(Snapshot.load(ARTIFACT, source))
-    yield holder
-    holder.close()
+    store = Store(str(tmp_path))
+    store.store.publish(store.store.load(ARTIFACT, source))
+    yield store
+    store.reader.close()
+    store.store.close()
 
 
 def txn(*changes: RowChange) -> SourceTransaction:
@@ -56,8 +78,8 @@ def txn(*changes: RowChange) -> SourceTransaction:
 
 
 def rows(holder, table: str) -> list[tuple]:
-    with holder.reading() as snapshot:
-        return snapshot.connection.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2').fetchall()
+    with holder.reading() as connection:
+        return connection.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2').fetchall()
 
 
 def apply(holder, *changes, **options) -> set[str]:
@@ -150,25 +172,74 @@ def test_a_failed_transaction_is_rolled_back_whole(holder):
         apply(holder, RowChange("items", "delete", before={"id": 1}),
               RowChange("items", "merge", after={"id": 9}))
     assert rows(holder, "items") == [(1, "apple", 5, 10), (2, "pear", 0, 20)]
-    with holder.reading() as snapshot:   # read-only again for readers
-        with pytest.raises(Exception, match="readonly"):
-            snapshot.connection.execute("DELETE FROM items")
+    assert holder.store.current.data_version == 0   # nothing committed, nothing to invalidate
+    with holder.reading() as connection:   # readers never write
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            connection.execute("DELETE FROM items")
 
 
-def test_a_query_sees_no_write_between_its_statements(holder):
-    """A write waits for the queries in progress, and new queries wait for the write."""
-    def count(snapshot):
-        return snapshot.connection.execute("SELECT count(*) FROM items").fetchone()[0]
+def test_a_multi_statement_transaction_is_atomic_to_readers(holder):
+    """A query's statements all run in one read transaction: a write committed meanwhile
+    (it does not wait for the reader: WAL) shows up in the next query, whole."""
+    def count(connection, table):
+        return connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
 
-    writer = threading.Thread(target=apply, args=(holder, RowChange("items", "delete",
-                                                                    before={"id": 1})))
-    with holder.reading() as snapshot:
-        before = count(snapshot)
-        writer.start()
-        deadline = time.monotonic() + 10
-        while holder._writers_waiting == 0:   # the writer is now at the gate
-            assert time.monotonic() < deadline, "the writer never reached the gate"
-            time.sleep(0.01)
-        assert count(snapshot) == before == 2
-    writer.join(10)
-    assert rows(holder, "items") == [(2, "pear", 0, 20)]
+    with holder.reading() as connection:
+        assert (count(connection, "items"), count(connection, "notes")) == (2, 1)
+        apply(holder, RowChange("items", "delete", before={"id": 1}),
+              RowChange("notes", "insert", after={"id": 7, "body": "new", "published": True}))
+        assert (count(connection, "items"), count(connection, "notes")) == (2, 1)
+    with holder.reading() as connection:
+        assert (count(connection, "items"), count(connection, "notes")) == (1, 2)
+
+
+def test_the_write_publishes_row_counts_and_a_new_data_version(holder):
+    before = holder.store.current
+    deltas: dict[str, int] = {}
+    with holder.write(row_deltas=deltas) as connection:
+        apply_transaction(connection, ARTIFACT, txn(
+            RowChange("items", "insert", after={"id": 3, "name": "fig", "qty": 1,
+                                                "secret_ref": 0}),
+            RowChange("log", "delete", before={"at": "t2", "what": "b"})), row_deltas=deltas)
+    after = holder.store.current
+    assert (before.data_version, before.row_counts) == (0, {"products": 2, "notes": 1, "log": 3})
+    assert (after.data_version, after.row_counts) == (1, {"products": 3, "notes": 1, "log": 2})
+    holder.reader.refresh()
+    assert holder.reader.generation == after   # what readers' /health shows
+
+
+def test_a_one_column_integer_key_is_the_rowid(holder):
+    """The snapshot keeps items.id as its rowid: upserts and key changes keep rowid = id."""
+    assert (rowid_key(ITEMS), rowid_key(LOG)) == ("id", None)
+    apply(holder, RowChange("items", "insert", after={"id": 2, "name": "pear", "qty": 1,
+                                                      "secret_ref": 20}),
+          RowChange("items", "update", before={"id": 1}, after={"id": 5, "name": "apple",
+                                                                "qty": 5, "secret_ref": 10}),
+          RowChange("items", "update", before={"id": 5}, after={"id": 2, "name": "apple",
+                                                                "qty": 6, "secret_ref": 10}))
+    with holder.reading() as connection:
+        assert connection.execute("SELECT rowid, * FROM items ORDER BY rowid").fetchall() == [
+            (2, 2, "apple", 6, 10)]
+
+
+def test_the_position_committed_with_a_transaction_is_what_a_new_writer_resumes_from(holder):
+    """A restarted writer adopts the published generation and reads the position recorded in
+    the same transaction as the rows (app/instance/replication.py)."""
+    with holder.write() as connection:
+        assert _recorded_position(connection) is None   # not loaded by ChangeSync
+        _record_position(connection, "0/10", create=True)
+    with pytest.raises(ValueError):
+        with holder.write() as connection:
+            apply_transaction(connection, ARTIFACT, txn(RowChange("items", "delete",
+                                                                  before={"id": 1})))
+            _record_position(connection, "0/20")
+            raise ValueError("the writer fails before the commit")
+    holder.store.close()
+    restarted = SnapshotStore(holder.store.directory, grace_seconds=0)
+    try:
+        assert restarted.adopt() == holder.store.current
+        with restarted.write() as connection:
+            assert _recorded_position(connection) == "0/10"
+            assert connection.execute("SELECT count(*) FROM items").fetchone()[0] == 2
+    finally:
+        restarted.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import psutil
+
 from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
 from tests import servers
 
@@ -77,17 +79,33 @@ def blog_artifact(backend: str, schema: str) -> SchemaArtifact:
 
 # -- instances ----------------------------------------------------------------
 
+def instance_processes(master: int) -> tuple[list[int], int | None]:
+    """(the reader workers' pids, sorted; the writer's pid) of an instance's gunicorn master."""
+    readers, writer = [], None
+    for child in psutil.Process(master).children():
+        try:
+            if "app.instance.writer" in child.cmdline():
+                writer = child.pid
+            else:
+                readers.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return sorted(readers), writer
+
+
 class Worker:
-    """Proof that an instance's worker survived: it still serves its first snapshot."""
+    """Proof that an instance's processes survived: the same readers, writer and snapshot."""
 
     def __init__(self, instance):
         self.instance = instance
         self.loaded_at = instance.health()["lastSyncAt"]
+        self.processes = instance_processes(instance.handle.pid)
 
     def assert_alive(self) -> None:
         health = self.instance.health()
         assert self.instance.runtime.is_alive(self.instance.handle)
-        # A worker that died is replaced by gunicorn, and the new one loads a
-        # snapshot of its own: a different lastSyncAt.
+        # A reader that died is replaced by gunicorn (another pid); a writer
+        # that died is restarted (another pid).
+        assert instance_processes(self.instance.handle.pid) == self.processes
         assert (health["status"], health["serving"], health["lastSyncAt"]) == (
             "ok", True, self.loaded_at), health

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -77,6 +78,7 @@ class TestQueryEndToEnd:
             "replicationLagMs": None, "eventsApplied": None, "transactionsApplied": None,
             "position": None, "streamStatus": None, "streamReloads": None,
             "lastReloadReason": None,
+            "loadCount": 1, "generation": 1, "dataVersion": 0, "workers": os.cpu_count() or 1,
         }
 
     def test_openapi_describes_tables(self, mysql_instance):

@@ -106,8 +106,9 @@ class TestSettings:
         assert settings.to_dict() == {
             **SETTINGS, **limits, "syncMode": "poll", "syncIntervalSeconds": 30,
             "instanceId": None, "binlogServerId": None, "cdcUnavailable": None,
-            "fullReloadSeconds": None, "replicationPaused": False, "memoryLimitMb": 512, "host": "127.0.0.1",
-            "port": 8080, "threads": 8, "logLevel": "info"}
+            "fullReloadSeconds": None, "replicationPaused": False, "memoryLimitMb": 512,
+            "host": "127.0.0.1", "port": 8080, "workers": None, "threads": 2,
+            "answerCacheMb": 16, "snapshotDir": None, "logLevel": "info"}
 
     @pytest.mark.parametrize("change, message", [
         ({"source": {**SETTINGS["source"], "password": "x"}},
@@ -320,16 +321,20 @@ class TestNothingEndsTheProcess:
     def client(self, answer):
         from types import SimpleNamespace
 
+        from app.instance.reader import AnswerCache
         from app.instance.server import create_app
 
-        class Holder:
-            def reading(self):
-                return contextlib.nullcontext(SimpleNamespace(connection=None))
+        class Reader:
+            def refresh(self):
+                return (1, 0)
+
+            def reading(self, refresh=True):
+                return contextlib.nullcontext((None, (1, 0)))
 
         state = SimpleNamespace(
             settings=SimpleNamespace(limits=QueryLimits()), keys=SimpleNamespace(
-                verify=lambda key: key == "k"), holder=Holder(),
-            queries=SimpleNamespace(answer=answer), sync=SimpleNamespace(status=lambda: "ok"))
+                verify=lambda key: key == "k"), reader=Reader(), answers=AnswerCache(0),
+            queries=SimpleNamespace(answer=answer), status=lambda: "ok")
         return create_app(state).test_client()
 
     def query(self, answer):

@@ -9,7 +9,14 @@ import time
 
 import pytest
 import requests
-from rt_support import N_COMMENTS, N_POSTS, N_USERS, NESTED_QUERY, expected_nested_answer
+from rt_support import (
+    N_COMMENTS,
+    N_POSTS,
+    N_USERS,
+    NESTED_QUERY,
+    expected_nested_answer,
+    instance_processes,
+)
 
 from app.instance.memory import RUNTIME_RESERVE_MB
 
@@ -206,12 +213,9 @@ class TestRuntime:
 
 
 def _worker_pid(master: int) -> int | None:
-    try:
-        with open(f"/proc/{master}/task/{master}/children", encoding="ascii") as f:
-            children = f.read().split()
-    except OSError:
-        return None
-    return int(children[0]) if children else None
+    """One reader worker of the instance (not its writer)."""
+    readers, _writer = instance_processes(master)
+    return readers[0] if readers else None
 
 
 def _versions(rows) -> set[int]:
