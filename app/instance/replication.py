@@ -34,7 +34,6 @@ import logging
 import sqlite3
 import threading
 import time
-from datetime import datetime, timezone
 
 from app import sources
 from app.contracts.artifact import SchemaArtifact
@@ -42,8 +41,8 @@ from app.contracts.changes import SchemaChange, SourceTransaction
 from app.contracts.instance_settings import InstanceSettings, derived_binlog_server_id
 from app.instance.changes import IncompleteRow, applier_for
 from app.instance.memory import MemoryBudget
-from app.instance.snapshot import LoadCancelled, SnapshotError, SnapshotTooLarge, format_size
 from app.instance.store import SnapshotStore
+from app.instance.sync import SnapshotLoader
 from app.sources.cdc import Backoff, ReloadRequired, change_capture
 
 log = logging.getLogger(__name__)
@@ -56,35 +55,21 @@ LOAD_RETRY_MOST = 60.0       # ... up to this
 POSITION_TABLE = "__reflexdb_stream"
 
 
-class ChangeSync:
+class ChangeSync(SnapshotLoader):
     """Keeps a `SnapshotStore`'s current generation up to date with the source's change stream."""
+
+    failure = "change sync"
 
     def __init__(self, artifact: SchemaArtifact, settings: InstanceSettings, source_password: str,
                  store: SnapshotStore, budget: MemoryBudget, *, open_source=None):
-        self.artifact = artifact
-        self.settings = settings
-        self.store = store
-        self.budget = budget
-        self._password = source_password
-        self._open_source = open_source
+        super().__init__(artifact, settings, source_password, store, budget, open_source=open_source)
         self._applier = applier_for(artifact)
-        self._cond = threading.Condition()
-        self._stopping = False
         self._reload_reason: str | None = None
-        self._frozen = settings.replication_paused
-        self._thread: threading.Thread | None = None
         self._capture = None
         self._reader = None
         self._load_backoff = Backoff(LOAD_RETRY_FIRST, LOAD_RETRY_MOST)
         self._retry_at = 0.0
         self._loaded_monotonic = 0.0
-        # What SyncController reports too.
-        self.loading = False
-        self.last_error: str | None = None
-        self.last_error_code: str | None = None
-        self.last_sync_at: str | None = None
-        self.last_rows_per_second: float | None = None
-        self.load_count = 0
         # The stream.
         self.position: str | None = None
         self.transactions_applied = 0
@@ -140,10 +125,6 @@ class ChangeSync:
         with self._cond:
             self._frozen = False
             self._cond.notify_all()
-
-    @property
-    def frozen(self) -> bool:
-        return self._frozen
 
     @property
     def effective_sync_mode(self) -> str:
@@ -275,52 +256,17 @@ class ChangeSync:
     def _load(self, reason: str) -> str | None:
         """Load a generation inside the capture's snapshot start and publish it; its position,
         or None."""
-        open_source = self._open_source or sources.open_source
-        serving = self.store.retained_bytes()
-        self.loading = True
-        try:
-            credentials = self._credentials()
-            with open_source(credentials) as source:
-                with self._ensure_capture().snapshot_start(source) as position:
-                    snapshot = self.store.load(
-                        self.artifact, source,
-                        max_bytes=self.budget.available_for_new_snapshot(serving),
-                        limit_mb=self.budget.limit_mb,
-                        cancelled=lambda: self._stopping)
-        except LoadCancelled:
+        loaded = self._load_generation(lambda source: self._ensure_capture().snapshot_start(source))
+        if loaded is None:
             return None
-        except SnapshotTooLarge as exc:
-            message = exc.message
-            if serving:
-                message = (f"{message}; a reload holds the new snapshot next to the "
-                           f"{format_size(serving)} one being served")
-            return self._failed("cap_exceeded", message)
-        except SnapshotError as exc:
-            return self._failed(exc.code, exc.message)
-        except sources.SourceError as exc:
-            return self._failed(getattr(exc, "code", "source_error"),
-                                getattr(exc, "message", None) or str(exc))
-        except Exception:
-            log.exception("snapshot load failed")
-            return self._failed("internal_error", "the snapshot load failed on an internal "
-                                "error; see the instance log")
-        finally:
-            self.loading = False
-        if self._stopping:
-            self.store.discard(snapshot)
-            return None
+        snapshot, position = loaded
         try:
             _record_position(snapshot.connection, position, create=True)
         except sqlite3.Error as exc:
             self.store.discard(snapshot)
             return self._failed("load_failed", f"the snapshot could not be built: {exc}")
         self._loaded_monotonic = time.monotonic()
-        # Recorded before the publish: whoever sees the new generation sees its load too.
-        self.load_count += 1
-        self.last_error = self.last_error_code = None
-        self.last_sync_at = _now_rfc3339()
-        self.last_rows_per_second = snapshot.rows_per_second
-        self.store.publish(snapshot)
+        self._publish(snapshot)
         log.info("snapshot loaded (%s); the change stream starts at %s", reason, position)
         return position
 
@@ -461,35 +407,7 @@ class ChangeSync:
         return (self.settings.binlog_server_id
                 or derived_binlog_server_id(self.settings.database_id))
 
-    def _failed(self, code: str, message: str) -> None:
-        message = self._scrub(message)
-        self.last_error_code = code
-        self.last_error = message
-        log.warning("change sync failed (%s): %s; %s", code, message,
-                    "still serving the current snapshot" if self.store.current
-                    else "no snapshot is served")
-        return None
-
-    def _scrub(self, text: str) -> str:
-        if self._password and len(self._password) >= 3:
-            text = text.replace(self._password, "***")
-        return text
-
-    def _credentials(self):
-        s = self.settings.source
-        return sources.SourceCredentials(backend=s.backend, host=s.host, port=s.port,
-                                         user=s.user, password=self._password, schema=s.schema,
-                                         database=s.database)
-
     # -- reporting ---------------------------------------------------------------
-
-    def status(self) -> str:
-        """loading | ok | degraded | cap_exceeded."""
-        if self.last_error_code == "cap_exceeded":
-            return "cap_exceeded"
-        if self.last_error:
-            return "degraded"
-        return "ok" if self.store.current is not None else "loading"
 
     def stream_health(self) -> dict:
         """The /health fields of the change stream."""
@@ -526,10 +444,6 @@ def _recorded_position(connection: sqlite3.Connection) -> str | None:
     except sqlite3.OperationalError:   # a generation loaded by poll, or an older build
         return None
     return row[0] if row else None
-
-
-def _now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 __all__ = ["ChangeSync"]

@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 
 from app import sources
 from app.contracts.artifact import SchemaArtifact
 from app.contracts.instance_settings import InstanceSettings
 from app.instance.memory import MemoryBudget
-from app.instance.snapshot import LoadCancelled, SnapshotError, SnapshotTooLarge, format_size
+from app.instance.snapshot import LoadCancelled, Snapshot, SnapshotError, SnapshotTooLarge, format_size
 from app.instance.store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,19 @@ log = logging.getLogger(__name__)
 FIRST_RETRY_SECONDS = 2.0
 
 
-class SyncController:
-    """Loads generations into a `SnapshotStore` on a timer and on request.
+class SnapshotLoader:
+    """What every sync controller shares: reading the source, loading a generation, reporting.
 
-    The writer process drives any controller through this interface (a CDC
-    controller offers the same): `start()`, `stop()`, `reload()`, `freeze()`,
-    `unfreeze()`, `status()`, and the attributes `frozen`, `loading`,
-    `last_error`, `last_error_code`, `last_sync_at`, `last_rows_per_second`,
-    `load_count`. It is constructed with the store (and what it needs to read
-    the source); docs/instance.md, "Writer interface".
+    The writer process drives any controller through this interface: `start()`, `stop()`,
+    `reload()`, `freeze()`, `unfreeze()`, `status()`, `stream_health()`, and the attributes
+    `frozen`, `loading`, `last_error`, `last_error_code`, `last_sync_at`,
+    `last_rows_per_second`, `load_count`. It is constructed with the store (and what it needs
+    to read the source); docs/instance.md, "Writer interface". `SyncController` (below) polls;
+    `ChangeSync` (app/instance/replication.py) streams.
     """
+
+    # How a failure is named in the log.
+    failure = "snapshot load"
 
     def __init__(self, artifact: SchemaArtifact, settings: InstanceSettings, source_password: str,
                  store: SnapshotStore, budget: MemoryBudget, *, open_source=None):
@@ -51,7 +55,6 @@ class SyncController:
         self._open_source = open_source
         self._cond = threading.Condition()
         self._stopping = False
-        self._reload_requested = False
         self._frozen = settings.replication_paused
         self._thread: threading.Thread | None = None
         self.loading = False
@@ -60,6 +63,101 @@ class SyncController:
         self.last_sync_at: str | None = None
         self.last_rows_per_second: float | None = None
         self.load_count = 0
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    # -- loading -------------------------------------------------------------
+
+    def _load_generation(self, start=lambda source: nullcontext()) -> tuple[Snapshot, object] | None:
+        """Load the store's next generation (not yet published) from the source.
+
+        The load runs inside `start(source)`, a context manager on the open source (the
+        change capture's stream start); what it gives comes back with the snapshot. None when
+        the load failed (recorded: `last_error`) or was cancelled by `stop()`.
+        """
+        open_source = self._open_source or sources.open_source
+        serving = self.store.retained_bytes()
+        self.loading = True
+        try:
+            with open_source(self._credentials()) as source:
+                with start(source) as mark:
+                    snapshot = self.store.load(
+                        self.artifact, source,
+                        max_bytes=self.budget.available_for_new_snapshot(serving),
+                        limit_mb=self.budget.limit_mb,
+                        cancelled=lambda: self._stopping)
+        except LoadCancelled:
+            return None
+        except SnapshotTooLarge as exc:
+            message = exc.message
+            if serving:
+                message = (f"{message}; a reload holds the new snapshot next to the "
+                           f"{format_size(serving)} one being served")
+            return self._failed("cap_exceeded", message)
+        except SnapshotError as exc:
+            return self._failed(exc.code, exc.message)
+        except sources.SourceError as exc:
+            return self._failed(getattr(exc, "code", "source_error"),
+                                getattr(exc, "message", None) or str(exc))
+        except Exception:
+            log.exception("snapshot load failed")
+            return self._failed("internal_error",
+                                "the snapshot load failed on an internal error; see the "
+                                "instance log")
+        finally:
+            self.loading = False
+        if self._stopping:
+            self.store.discard(snapshot)
+            return None
+        return snapshot, mark
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        """Serve `snapshot`; its load is recorded first, so whoever sees it sees that too."""
+        self.load_count += 1
+        self.last_error = self.last_error_code = None
+        self.last_sync_at = _now_rfc3339()
+        self.last_rows_per_second = snapshot.rows_per_second
+        self.store.publish(snapshot)
+
+    def _failed(self, code: str, message: str) -> None:
+        message = self._scrub(message)
+        self.last_error_code = code
+        self.last_error = message
+        log.warning("%s failed (%s): %s; %s", self.failure, code, message,
+                    "still serving the current snapshot" if self.store.current
+                    else "no snapshot is served")
+
+    def _scrub(self, text: str) -> str:
+        # Source drivers should never echo the password; this makes sure.
+        if self._password and len(self._password) >= 3:
+            text = text.replace(self._password, "***")
+        return text
+
+    def _credentials(self):
+        s = self.settings.source
+        return sources.SourceCredentials(backend=s.backend, host=s.host, port=s.port, user=s.user,
+                                         password=self._password, schema=s.schema,
+                                         database=s.database)
+
+    # -- reporting -----------------------------------------------------------
+
+    def status(self) -> str:
+        """loading | ok | degraded | cap_exceeded."""
+        if self.last_error_code == "cap_exceeded":
+            return "cap_exceeded"
+        if self.last_error:
+            return "degraded"
+        return "ok" if self.store.current is not None else "loading"
+
+
+class SyncController(SnapshotLoader):
+    """Loads generations into a `SnapshotStore` on a timer and on request (poll)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._reload_requested = False
 
     # -- control -----------------------------------------------------------
 
@@ -96,10 +194,6 @@ class SyncController:
                 # What changed while frozen should show up now, not an interval later.
                 self._reload_requested = True
             self._cond.notify_all()
-
-    @property
-    def frozen(self) -> bool:
-        return self._frozen
 
     # -- the loop ----------------------------------------------------------
 
@@ -139,78 +233,11 @@ class SyncController:
 
     def _load_once(self) -> bool:
         """Load one generation and publish it; record why when it fails."""
-        open_source = self._open_source or sources.open_source
-        serving = self.store.retained_bytes()
-        self.loading = True
-        try:
-            with open_source(self._credentials()) as source:
-                snapshot = self.store.load(
-                    self.artifact, source,
-                    max_bytes=self.budget.available_for_new_snapshot(serving),
-                    limit_mb=self.budget.limit_mb,
-                    cancelled=lambda: self._stopping)
-        except LoadCancelled:
+        loaded = self._load_generation()
+        if loaded is None:
             return False
-        except SnapshotTooLarge as exc:
-            message = exc.message
-            if serving:
-                message = (f"{message}; a reload holds the new snapshot next to the "
-                           f"{format_size(serving)} one being served")
-            return self._failed("cap_exceeded", message)
-        except SnapshotError as exc:
-            return self._failed(exc.code, exc.message)
-        except sources.SourceError as exc:
-            return self._failed(getattr(exc, "code", "source_error"),
-                                getattr(exc, "message", None) or str(exc))
-        except Exception:
-            log.exception("snapshot load failed")
-            return self._failed("internal_error",
-                                "the snapshot load failed on an internal error; see the "
-                                "instance log")
-        finally:
-            self.loading = False
-        if self._stopping:
-            self.store.discard(snapshot)
-            return False
-        # Recorded before the publish: whoever sees the new generation in the
-        # store sees its load recorded too.
-        self.load_count += 1
-        self.last_error = self.last_error_code = None
-        self.last_sync_at = _now_rfc3339()
-        self.last_rows_per_second = snapshot.rows_per_second
-        self.store.publish(snapshot)
+        self._publish(loaded[0])
         return True
-
-    def _failed(self, code: str, message: str) -> bool:
-        message = self._scrub(message)
-        self.last_error_code = code
-        self.last_error = message
-        log.warning("snapshot load failed (%s): %s; %s", code, message,
-                    "still serving the previous snapshot" if self.store.current
-                    else "no snapshot is served")
-        return False
-
-    def _scrub(self, text: str) -> str:
-        # Source drivers should never echo the password; this makes sure.
-        if self._password and len(self._password) >= 3:
-            text = text.replace(self._password, "***")
-        return text
-
-    def _credentials(self):
-        s = self.settings.source
-        return sources.SourceCredentials(backend=s.backend, host=s.host, port=s.port, user=s.user,
-                                 password=self._password, schema=s.schema,
-                                 database=s.database)
-
-    # -- reporting ---------------------------------------------------------
-
-    def status(self) -> str:
-        """loading | ok | degraded | cap_exceeded."""
-        if self.last_error_code == "cap_exceeded":
-            return "cap_exceeded"
-        if self.last_error:
-            return "degraded"
-        return "ok" if self.store.current is not None else "loading"
 
     def stream_health(self) -> dict:
         """The change stream's /health fields (app/instance/replication.py): none when polling."""
@@ -223,4 +250,4 @@ def _now_rfc3339() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-__all__ = ["SyncController"]
+__all__ = ["SnapshotLoader", "SyncController"]
