@@ -256,7 +256,7 @@ def workers(stack, tmp_path):
     pool.close()
 
 
-def wait_until(predicate, timeout: float = 30, what: str = "the condition", interval: float = 0.1):
+def wait_until(predicate, timeout: float = 60, what: str = "the condition", interval: float = 0.1):
     """Poll `predicate` until it returns something truthy; returns that value."""
     deadline = time.monotonic() + timeout
     while True:

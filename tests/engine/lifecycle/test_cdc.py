@@ -131,7 +131,7 @@ def test_logical_streams_pauses_and_terminate_drops_the_slot(client, workers, ac
                       != body["endpointUrl"] and b, 60, what="the new instance")
     assert body["status"] == "running"
     # The old instance is released after the swap commits.
-    [slot] = wait_until(lambda: len(found := slots(admin, database["id"])) == 1 and found, 30,
+    [slot] = wait_until(lambda: len(found := slots(admin, database["id"])) == 1 and found, 60,
                         what="the old instance's slot to go")
     assert slot == slot_name(database["id"], _live_instance_id(database["id"]))
 
