@@ -8,8 +8,9 @@ controller (poll: `SyncController`; binlog and logical: `ChangeSync`, same
 interface), and:
 
 - publishes its state for /health in `DIR/state.json` (atomic write) whenever
-  it changes, checked every 0.25 s, and at once when a generation is published
-  (readers say `serving` from it);
+  it changes, checked every 0.25 s, and at once when a poll load publishes a
+  generation (readers say `serving` from it) or the change stream applies a
+  transaction;
 - accepts on the unix socket `DIR/control.sock` (bound by the master, which
   passes it as `--control-fd`; the directory is 0700, so only the instance's
   own user reaches it) one-word commands from the
@@ -121,17 +122,21 @@ class Writer:
             restore = getattr(self.controller, "restore", None)
             if restore is not None:
                 restore(previous)
-        if hasattr(self.controller, "on_change"):
-            self.controller.on_change = self.publish_state
         self.starts = previous.get("writerStarts", 0) + 1
         self._state_lock = threading.Lock()
         self._last_state = None
         self._stop = threading.Event()
         self._socket = control
-        # Readers say `serving` once state.json names a generation: write it
-        # when one is published (the controller recorded its load just before),
-        # not at the next 0.25 s tick.
-        self.store.on_publish = self.publish_state
+        if hasattr(self.controller, "on_change"):
+            # It says when its state changed (ChangeSync: after each applied
+            # transaction; the stream's start and reloads show at the next tick,
+            # so `serving` comes with `streaming`, as the CDC tests expect).
+            self.controller.on_change = self.publish_state
+        else:
+            # Readers say `serving` once state.json names a generation: write
+            # it when one is published (the controller recorded its load just
+            # before), not at the next 0.25 s tick.
+            self.store.on_publish = self.publish_state
 
     # -- state ---------------------------------------------------------------
 
