@@ -8,6 +8,8 @@ per code tree, the median and spread of:
   up       `runtime.start()`: from the call to the first 200 on /health;
   serving  from the call to the first /health with `serving` true (the first
            snapshot loaded and published), polled every 10 ms here;
+  cpu      the CPU time (user + system) the master, its readers and its writer
+           had spent by then: steadier than wall times on a shared machine;
   stop     `runtime.stop()`: SIGTERM to the master until it, its readers and
            its writer are gone.
 
@@ -32,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pymysql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -75,8 +78,8 @@ def drop_source(name: str) -> None:
 
 
 def one_start(runtime: LocalProcessRuntime, tree: Path, settings: InstanceSettings, artifact,
-              keys_path: str) -> tuple[float, float, float]:
-    """(up, serving, stop) seconds of one instance run from `tree`."""
+              keys_path: str) -> tuple[float, float, float, float]:
+    """(up, serving, cpu, stop) seconds of one instance run from `tree`."""
     runtime_module.PROJECT_ROOT = tree
     database_id = f"start-{secrets.token_hex(3)}"
     started = time.monotonic()
@@ -88,10 +91,12 @@ def one_start(runtime: LocalProcessRuntime, tree: Path, settings: InstanceSettin
             raise SystemExit(f"the instance did not serve: {runtime.health(handle)}")
         time.sleep(0.01)
     serving = time.monotonic() - started
+    master = psutil.Process(handle.pid)
+    cpu = sum(sum(p.cpu_times()[:2]) for p in [master, *master.children()])
     stopping = time.monotonic()
     runtime.stop(handle)
     stop = time.monotonic() - stopping
-    return up, serving, stop
+    return up, serving, cpu, stop
 
 
 def main() -> int:
@@ -121,7 +126,7 @@ def main() -> int:
             database_id="bench", artifact_path="-", keys_file="-",
             source=SourceSettings("mysql", MARIADB["host"], MARIADB["port"], "root", name),
             sync_interval_seconds=3600, memory_limit_mb=512, workers=args.workers)
-        results: dict[Path, list[tuple[float, float, float]]] = {t: [] for t in trees}
+        results: dict[Path, list[tuple[float, float, float, float]]] = {t: [] for t in trees}
         one_start(runtime, trees[0], settings, artifact, keys_path)   # warm the page cache
         for _ in range(args.runs):
             for tree in trees:
@@ -129,13 +134,14 @@ def main() -> int:
         print(f"{args.runs} starts per tree, {args.workers} readers, "
               f"{args.users + args.posts + args.comments} rows; load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        print(f"{'tree':40} {'up ms':>16} {'serving ms':>16} {'stop ms':>16}   (median, min-max)")
+        print(f"{'tree':30} {'up ms':>16} {'serving ms':>16} {'cpu ms':>16} {'stop ms':>16}"
+              f"   (median, min-max)")
         for tree, rows in results.items():
             cells = []
             for column in zip(*rows, strict=True):
                 ms = sorted(x * 1000 for x in column)
                 cells.append(f"{statistics.median(ms):6.0f} {ms[0]:4.0f}-{ms[-1]:<4.0f}")
-            print(f"{str(tree)[-40:]:40} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
+            print(f"{str(tree)[-30:]:30} " + " ".join(f"{c:>16}" for c in cells))
     finally:
         drop_source(name)
     return 0
