@@ -10,6 +10,9 @@ other process can take the port between choosing it and serving on it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
 import sys
 
 from app.contracts.instance_secrets import (
@@ -46,11 +49,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reflexdb instance: {exc}", file=sys.stderr)
         return 2
     # gunicorn's master keeps them in memory: a re-forked worker has them too.
-    InstanceApplication(settings, source_password=secrets.source_password,
-                        admin_token=secrets.admin_token, settings_path=args.settings,
-                        listen_fd=args.listen_fd).run()
+    application = InstanceApplication(settings, source_password=secrets.source_password,
+                                      admin_token=secrets.admin_token,
+                                      settings_path=args.settings, listen_fd=args.listen_fd)
+    try:
+        application.run()
+    except SystemExit as exc:   # gunicorn's master ends with sys.exit(status)
+        return exc.code if isinstance(exc.code, int) else 1
     return 0
 
 
+def exit_now(status: int) -> None:
+    """End the process without the interpreter's teardown.
+
+    By then the readers and the writer are gone and the store directory is
+    removed; what is left is finalising every module and object of the
+    master (Flask, the query engine…), 50–150 ms of a stop that nobody waits
+    for but the runtime. The log is flushed first.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -1,9 +1,11 @@
 """Serving one instance: a gunicorn master, N reader workers and one writer process.
 
-The master creates the store directory (app/instance/store.py), starts the
-writer (`python -m app.instance.writer`, a fresh interpreter: no thread of the
-master is ever forked) before it forks the readers, restarts the writer when
-it dies, and removes the directory when it stops. Readers are gunicorn
+The master creates the store directory (app/instance/store.py), forks the
+writer (app/instance/writer.py `run_forked`) before it forks the readers,
+re-forks it when it dies, and removes the directory when it stops. The master
+never starts a thread nor opens a connection or a snapshot, so a fork shares
+nothing but memory (copy on write): the writer starts without a new
+interpreter and its imports, and no secret crosses a pipe. Readers are gunicorn
 `gthread` workers: each opens the current generation read-only and mapped, so
 the snapshot is in memory once whatever the number of readers.
 """
@@ -14,16 +16,16 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import socket
-import subprocess
-import sys
+import threading
 import time
+from dataclasses import dataclass
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
-from app.contracts.instance_secrets import SECRETS_FD_OPTION, InstanceSecrets, secrets_pipe
 from app.contracts.instance_settings import InstanceSettings, SettingsError
 from app.instance.logs import configure_logging
 from app.instance.memory import MemoryBudget, cap_malloc_arenas, limit_reader
@@ -38,6 +40,20 @@ log = logging.getLogger(__name__)
 WRITER_RESTARTS = 5
 WRITER_RESTART_WINDOW_SECONDS = 60.0
 WRITER_STOP_SECONDS = 10.0
+READER_REAP_SECONDS = 0.01
+
+
+@dataclass
+class _WriterProcess:
+    """A forked writer: its pid and the read end of a pipe only it holds open (EOF = its end)."""
+
+    pid: int
+    alive_fd: int
+
+    def ended(self, timeout: float = 0) -> bool:
+        """Whether the writer is gone, waiting up to `timeout` seconds for it."""
+        readable, _, _ = select.select([self.alive_fd], [], [], timeout)
+        return bool(readable) and not os.read(self.alive_fd, 4096)
 
 
 class _InstanceArbiter(Arbiter):
@@ -45,7 +61,23 @@ class _InstanceArbiter(Arbiter):
 
     def manage_workers(self):
         super().manage_workers()
-        self.app.supervise_writer()
+        self.app.supervise_writer(self)
+
+    def stop(self, graceful=True):
+        # The writer stops while the readers finish their requests, not after.
+        self.app.terminate_writer()
+        # gunicorn's own wait checks the readers every 0.1 s and sleeps once
+        # more after the last is reaped: 0.2 s of most stops. Reap them here
+        # as they end (up to the graceful timeout), then let it finish the stop.
+        self.kill_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while self.WORKERS and time.monotonic() < deadline:
+            self.reap_workers()
+            if self.WORKERS:
+                time.sleep(READER_REAP_SECONDS)
+        if self.WORKERS:   # past the graceful timeout: as gunicorn would, not a second wait
+            self.kill_workers(signal.SIGKILL)
+        super().stop(graceful)
 
 
 class InstanceApplication(BaseApplication):
@@ -61,7 +93,7 @@ class InstanceApplication(BaseApplication):
         self._admin_token = admin_token
         self.state: InstanceState | None = None
         self.store_dir: str | None = None
-        self._writer: subprocess.Popen | None = None
+        self._writer: _WriterProcess | None = None
         self._control: socket.socket | None = None
         self._writer_deaths: list[float] = []
         super().__init__()
@@ -117,9 +149,9 @@ class InstanceApplication(BaseApplication):
         self._control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._control.bind(os.path.join(self.store_dir, CONTROL_SOCKET))
         self._control.listen(64)
-        self._start_writer()
+        self._start_writer(arbiter)
 
-    def _start_writer(self) -> None:
+    def _start_writer(self, arbiter) -> None:
         settings_path = os.path.join(self.store_dir, "settings.json")
         if not os.path.exists(settings_path):
             # The settings as this master started with them; a restarted
@@ -129,36 +161,64 @@ class InstanceApplication(BaseApplication):
                 with contextlib.suppress(SettingsError):
                     current = InstanceSettings.load(self.settings_path)
             current.write(settings_path)
-        secrets_fd = secrets_pipe(InstanceSecrets(self._source_password, None))
-        control_fd = self._control.fileno()
+        if threading.active_count() > 1:
+            # A fork copies only the forking thread: a lock another thread
+            # held would stay locked in the writer forever.
+            log.warning("forking the writer while the master runs threads: %s",
+                        ", ".join(t.name for t in threading.enumerate()))
+        alive_read, alive_write = os.pipe()
+        # Signals wait until the child installed its own handlers (not gunicorn's).
+        signals = {*arbiter.SIGNALS, signal.SIGCHLD}
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
         try:
-            # stdout is a pipe only the writer holds: its end (EOF) is the
-            # writer's death, whoever reaps the process (gunicorn reaps every child).
-            self._writer = subprocess.Popen(
-                [sys.executable, "-m", "app.instance.writer", "--settings", settings_path,
-                 SECRETS_FD_OPTION, str(secrets_fd), "--store-dir", self.store_dir,
-                 "--control-fd", str(control_fd)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                pass_fds=(secrets_fd, control_fd))
+            pid = os.fork()
+            if pid == 0:
+                self._be_writer(arbiter, settings_path, alive_read, signals)
         finally:
-            os.close(secrets_fd)
-        log.info("writer process %d started", self._writer.pid)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        os.close(alive_write)
+        self._writer = _WriterProcess(pid, alive_read)
+        log.info("writer process %d started", pid)
+
+    def _be_writer(self, arbiter, settings_path: str, alive_read: int, signals) -> None:
+        """The forked child: drop what is the master's, run the writer, never return."""
+        status = 1
+        try:
+            os.close(alive_read)
+            for sig in signals:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+            # The master's listening sockets and its readers' heartbeat files.
+            for listener in arbiter.LISTENERS:
+                listener.close()
+            for worker in arbiter.WORKERS.values():
+                worker.tmp.close()
+            if self._listen_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._listen_fd)
+            self._admin_token = None
+            # Imported here: the master and its readers never need the writer's modules.
+            from app.instance.writer import run_forked
+            status = run_forked(settings_path, self.store_dir,
+                                source_password=self._source_password, control=self._control,
+                                master=arbiter.pid)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                log.exception("the writer process failed")
+        finally:
+            # Never back into gunicorn's code; nothing is left to flush but the log.
+            with contextlib.suppress(Exception):
+                logging.shutdown()
+            os._exit(status)
 
     def _writer_alive(self) -> bool:
-        writer = self._writer
-        if writer is None:
-            return False
-        readable, _, _ = select.select([writer.stdout], [], [], 0)
-        if not readable:
-            return True
-        return bool(os.read(writer.stdout.fileno(), 4096))
+        return self._writer is not None and not self._writer.ended()
 
-    def supervise_writer(self) -> None:
+    def supervise_writer(self, arbiter) -> None:
         """Restart the writer if it died (called by the master's loop, about once a second)."""
         if self._writer is None or self._writer_alive():
             return
-        self._writer.stdout.close()
-        self._writer = None
+        self._forget_writer()
         now = time.monotonic()
         self._writer_deaths = [t for t in self._writer_deaths
                                if now - t < WRITER_RESTART_WINDOW_SECONDS] + [now]
@@ -167,25 +227,32 @@ class InstanceApplication(BaseApplication):
                       WRITER_RESTARTS, WRITER_RESTART_WINDOW_SECONDS)
             raise HaltServer("the writer process keeps dying", 1)
         log.warning("the writer process died; restarting it (the published snapshot is kept)")
-        self._start_writer()
+        self._start_writer(arbiter)
+
+    def _forget_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        os.close(writer.alive_fd)
+        # gunicorn reaps every child (waitpid(-1)); if it has not yet, reap it here.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(writer.pid, os.WNOHANG)
+
+    def terminate_writer(self) -> None:
+        """Ask the writer to stop (SIGTERM) without waiting for it."""
+        # Its pipe says whether the pid is still the writer's (not reaped, not reused).
+        if self._writer is not None and not self._writer.ended():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._writer.pid, signal.SIGTERM)
 
     def _stop_writer(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
+        writer = self._writer
+        if writer is None:
+            return
+        self.terminate_writer()
+        if not writer.ended(WRITER_STOP_SECONDS):
             with contextlib.suppress(ProcessLookupError):
-                writer.terminate()
-            deadline = time.monotonic() + WRITER_STOP_SECONDS
-            # gunicorn may reap it first: its pipe's end tells either way.
-            while time.monotonic() < deadline:
-                readable, _, _ = select.select([writer.stdout], [], [], 0.1)
-                if readable and not os.read(writer.stdout.fileno(), 4096):
-                    break
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    writer.kill()
-            writer.stdout.close()
-            with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
-                writer.wait(1.0)
+                os.kill(writer.pid, signal.SIGKILL)
+            writer.ended(1.0)
+        self._forget_writer()
 
     def _on_exit(self, arbiter) -> None:
         self._stop_writer()
@@ -199,7 +266,7 @@ class InstanceApplication(BaseApplication):
     def _post_fork(self, arbiter, worker) -> None:
         # The readers have no use for the writer's pipe nor its listening socket.
         if self._writer is not None:
-            self._writer.stdout.close()
+            os.close(self._writer.alive_fd)
             self._writer = None
         if self._control is not None:
             self._control.close()

@@ -325,7 +325,7 @@ def writer_pid(instance) -> int | None:
     """The pid of the instance's writer process (a child of its gunicorn master)."""
     for child in psutil.Process(instance.handle.pid).children():
         try:
-            if "app.instance.writer" in child.cmdline():
+            if child.name() == "rx-writer":
                 return child.pid
         except psutil.NoSuchProcess:
             pass

@@ -84,7 +84,7 @@ def instance_processes(master: int) -> tuple[list[int], int | None]:
     readers, writer = [], None
     for child in psutil.Process(master).children():
         try:
-            if "app.instance.writer" in child.cmdline():
+            if child.name() == "rx-writer":   # the forked writer (app/instance/writer.py)
                 writer = child.pid
             else:
                 readers.append(child.pid)

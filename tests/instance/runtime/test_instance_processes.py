@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -29,9 +30,9 @@ ROW_COUNTS = {"users": N_USERS, "posts": N_POSTS, "comments": N_COMMENTS}
 
 
 def _store_dir(instance) -> str:
-    _readers, writer = instance_processes(instance.handle.pid)
-    cmdline = psutil.Process(writer).cmdline()
-    return cmdline[cmdline.index("--store-dir") + 1]
+    # /dev/shm/reflexdb-<databaseId>-<random>/ (app/instance/store.py); the ids are random here.
+    [directory] = glob.glob(f"/dev/shm/reflexdb-{instance.handle.database_id}-*")
+    return directory
 
 
 class TestStore:
