@@ -78,7 +78,10 @@ def create_app(state: InstanceState) -> Flask:
         if body is None:
             try:
                 with state.reader.reading(refresh=False) as (connection, version):
-                    answer = state.queries.answer(connection, text)
+                    # SQLite writes the whole answer when it can (app.query.jsonsql).
+                    body = state.queries.answer_json(connection, text)
+                    if body is None:
+                        answer = state.queries.answer(connection, text)
             except NoSnapshot:
                 code = "cap_exceeded" if state.status() == "cap_exceeded" else "snapshot_loading"
                 raise ApiError(503, code, _loading_message(state),
@@ -87,7 +90,8 @@ def create_app(state: InstanceState) -> Flask:
                 raise limit_error(exc) from None
             except QueryError as exc:
                 raise ApiError(400, "invalid_query", str(exc)) from None
-            body = _answer_body(answer, limits)
+            if body is None:
+                body = _answer_body(answer, limits)
             state.answers.put(text, version, body)
         return Response(body, status=200, content_type="application/json; charset=utf-8")
 

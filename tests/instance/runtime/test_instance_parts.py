@@ -334,7 +334,8 @@ class TestNothingEndsTheProcess:
         state = SimpleNamespace(
             settings=SimpleNamespace(limits=QueryLimits()), keys=SimpleNamespace(
                 verify=lambda key: key == "k"), reader=Reader(), answers=AnswerCache(0),
-            queries=SimpleNamespace(answer=answer), status=lambda: "ok")
+            queries=SimpleNamespace(answer=answer, answer_json=lambda connection, text: None),
+            status=lambda: "ok")
         return create_app(state).test_client()
 
     def query(self, answer):
