@@ -162,9 +162,7 @@ def _answer(state: InstanceState, text: str) -> bytes:
     try:
         with state.reader.reading(refresh=False) as (connection, version):
             # SQLite writes the whole answer when it can (app.query.jsonsql).
-            body = state.queries.answer_json(connection, text)
-            if body is None:
-                answer = state.queries.answer(connection, text)
+            result = state.queries.respond(connection, text)
     except NoSnapshot:
         code = "cap_exceeded" if state.status() == "cap_exceeded" else "snapshot_loading"
         raise ApiError(503, code, _loading_message(state),
@@ -173,8 +171,7 @@ def _answer(state: InstanceState, text: str) -> bytes:
         raise limit_error(exc) from None
     except QueryError as exc:
         raise ApiError(400, "invalid_query", str(exc)) from None
-    if body is None:
-        body = _answer_body(answer, state.settings.limits)
+    body = result if type(result) is bytes else _answer_body(result, state.settings.limits)
     state.answers.put(text, version, body)
     return body
 

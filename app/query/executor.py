@@ -104,11 +104,14 @@ class Answer:
 
 
 def answer_plan(plan: Plan, connection: sqlite3.Connection,
-                limits: QueryLimits = DEFAULT_LIMITS, values: tuple = ()) -> Answer:
+                limits: QueryLimits = DEFAULT_LIMITS, values: tuple = (), *,
+                started: float | None = None) -> Answer:
     """Run a compiled plan and measure its answer.
 
     `values` are the literal values a plan for a query's shape binds to its
-    slots (checked already: see `app.query.shapes`). Raises QueryLimitError
+    slots (checked already: see `app.query.shapes`). `started` (time.monotonic())
+    is when the query's time budget began, if before this call (a JSON
+    statement tried first: see `answer_json`). Raises QueryLimitError
     past the answer limits or the time budget; the budget interrupts
     statements only on a `SharedConnection` that enforces it.
     """
@@ -118,7 +121,7 @@ def answer_plan(plan: Plan, connection: sqlite3.Connection,
         offset = offset.bind(values) if isinstance(offset, Slot) else offset
     if limit is None:
         limit = min(limits.default_limit, limits.max_limit)
-    run = _Run(connection, limits, values)
+    run = _Run(connection, limits, values, started)
     rows = run.fetch(plan.root.sql, (*run.params(plan.root), limit, offset),
                      plan.root.size_index)
     objects, total_rows, total_bytes = run.build(plan.root, rows)
@@ -134,7 +137,8 @@ _JSON_BYTES_MARGIN = 5 / 4
 
 
 def answer_json(plan: Plan, connection: sqlite3.Connection,
-                limits: QueryLimits = DEFAULT_LIMITS, values: tuple = ()) -> bytes | None:
+                limits: QueryLimits = DEFAULT_LIMITS, values: tuple = (), *,
+                started: float | None = None) -> bytes | None:
     """The answer's JSON bytes from the plan's one statement, or None: take the Python path.
 
     None when the plan has no JSON statement, when the statement meets a
@@ -143,7 +147,8 @@ def answer_json(plan: Plan, connection: sqlite3.Connection,
     verdict for both). The statement cannot build a string over
     max_answer_bytes (SQLite's length limit is set to it while it runs), so
     its work is bounded before the answer is counted; the deadline holds as
-    for every statement.
+    for every statement; pass the same `started` to `answer_plan` after a
+    None, so that both paths together stay within one budget.
     """
     if plan.json_sql is None or not isinstance(connection, SharedConnection):
         return None
@@ -157,7 +162,7 @@ def answer_json(plan: Plan, connection: sqlite3.Connection,
         params = plan.json_params
     if limit is None:
         limit = min(limits.default_limit, limits.max_limit)
-    run = _Run(connection, limits, values)
+    run = _Run(connection, limits, values, started)
     try:
         body = run.fetch_json(plan.json_sql, (*params, limit, offset))
     except (_UnsafeValue, sqlite3.DataError):
@@ -211,28 +216,45 @@ class QueryEngine:
         """Run query `text` over the snapshot in `connection`."""
         return self.answer(connection, text).objects
 
-    def answer(self, connection: sqlite3.Connection, text: str) -> Answer:
-        """Run query `text` and measure its answer."""
+    def answer(self, connection: sqlite3.Connection, text: str, *,
+               started: float | None = None) -> Answer:
+        """Run query `text` and measure its answer (`started`: see `answer_plan`)."""
         plan, values = self.plan(text)
-        return answer_plan(plan, connection, self.limits, values)
+        return answer_plan(plan, connection, self.limits, values, started=started)
 
-    def answer_json(self, connection: sqlite3.Connection, text: str) -> bytes | None:
+    def answer_json(self, connection: sqlite3.Connection, text: str, *,
+                    started: float | None = None) -> bytes | None:
         """Query `text`'s answer as JSON bytes built by SQLite, or None: call `answer`.
 
         Raises the text's QueryError, and QueryLimitError for the time budget.
         """
         plan, values = self.plan(text)
-        return answer_json(plan, connection, self.limits, values)
+        return answer_json(plan, connection, self.limits, values, started=started)
+
+    def respond(self, connection: sqlite3.Connection, text: str) -> bytes | Answer:
+        """What the instance sends for `text`: SQLite's JSON bytes, else the Python path's answer.
+
+        One time budget for both, from when the plan is ready (as for either alone).
+        """
+        plan, values = self.plan(text)
+        started = time.monotonic()
+        body = answer_json(plan, connection, self.limits, values, started=started)
+        if body is not None:
+            return body
+        return answer_plan(plan, connection, self.limits, values, started=started)
 
 
 class _Run:
     """One execution: its deadline and the rows and bytes fetched so far."""
 
-    def __init__(self, connection: sqlite3.Connection, limits: QueryLimits, values: tuple = ()):
+    def __init__(self, connection: sqlite3.Connection, limits: QueryLimits, values: tuple = (),
+                 started: float | None = None):
         self.connection = connection
         self.limits = limits
         self.values = values
-        self.deadline = time.monotonic() + limits.query_timeout_ms / 1000
+        if started is None:
+            started = time.monotonic()
+        self.deadline = started + limits.query_timeout_ms / 1000
         self.rows = 0
         self.bytes = 0
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.query import QueryEngine, QueryError, SharedConnection
+from app.query import QueryEngine, QueryError, QueryLimitError, SharedConnection
 from app.query.executor import answer_json
 from tests.query.conftest import SMALL_DATA, build_snapshot, make_artifact, make_big_data
 
@@ -120,6 +121,21 @@ def test_a_string_past_the_byte_limit_stops_the_statement(big):
     assert answer_json(plan, big, engine.limits, values) is None
     # The connection's own length limit is back afterwards.
     assert big.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) > 1024
+
+
+def test_both_paths_share_one_time_budget(small):
+    engine = QueryEngine(ARTIFACT)
+    started = time.monotonic() - engine.limits.query_timeout_ms / 1000
+    for attempt in (engine.answer_json, engine.answer):
+        with pytest.raises(QueryLimitError) as refused:
+            attempt(small, "posts { id }", started=started)
+        assert refused.value.limit == "queryTimeoutMs"
+
+
+def test_respond_gives_the_bytes_or_the_python_path_s_answer(small):
+    engine = QueryEngine(ARTIFACT)
+    assert engine.respond(small, "tags { id }") == b'[{"id":1},{"id":2},{"id":3}]'
+    assert engine.respond(small, "users(id = 2) { score }").objects == [{"score": 3.25}]
 
 
 def test_a_plain_connection_takes_the_python_path():

@@ -334,7 +334,7 @@ class TestNothingEndsTheProcess:
         state = SimpleNamespace(
             settings=SimpleNamespace(limits=QueryLimits()), keys=SimpleNamespace(
                 verify=lambda key: key == "k"), reader=Reader(), answers=AnswerCache(0),
-            queries=SimpleNamespace(answer=answer, answer_json=lambda connection, text: None),
+            queries=SimpleNamespace(respond=answer),
             status=lambda: "ok")
         return create_app(state).test_client()
 
@@ -392,7 +392,7 @@ class TestNothingEndsTheProcess:
 class TestQueryFastPath:
     """POST /query answered before Flask's dispatch: the same answers, headers and envelopes."""
 
-    def client(self, answer_json, answer=None):
+    def client(self, respond):
         from types import SimpleNamespace
 
         from app.instance.reader import AnswerCache
@@ -409,7 +409,7 @@ class TestQueryFastPath:
             settings=SimpleNamespace(limits=QueryLimits(max_query_bytes=1024)),
             keys=SimpleNamespace(verify=lambda key: key == "k"), reader=Reader(),
             answers=AnswerCache(0), status=lambda: "ok",
-            queries=SimpleNamespace(answer_json=answer_json, answer=answer))
+            queries=SimpleNamespace(respond=respond))
         return create_app(state).test_client()
 
     def test_an_answer_has_the_flask_path_s_headers(self):
@@ -426,10 +426,10 @@ class TestQueryFastPath:
     def test_a_query_error_is_the_envelope_with_a_request_id(self):
         from app.query import QueryError
 
-        def answer_json(connection, text):
+        def respond(connection, text):
             raise QueryError("line 1, column 1: unknown table 'nope'")
 
-        response = self.client(answer_json).post("/query", data="nope { id }",
+        response = self.client(respond).post("/query", data="nope { id }",
                                                  headers={"Authorization": "Bearer k"})
 
         assert (response.status_code, response.get_json()) == (400, {
@@ -440,11 +440,11 @@ class TestQueryFastPath:
     def test_other_content_types_are_answered_by_flask(self, content_type):
         texts = []
 
-        def answer_json(connection, text):
+        def respond(connection, text):
             texts.append(text)
             return b"[]"
 
-        response = self.client(answer_json).post(
+        response = self.client(respond).post(
             "/query", data="users { name }".encode("latin-1"),
             headers={"Authorization": "Bearer k", "Content-Type": content_type})
 
@@ -467,10 +467,10 @@ class TestQueryFastPath:
         assert len(response.headers["X-Request-Id"]) == 32
 
     def test_an_unexpected_exception_is_answered_by_flask_s_handlers(self):
-        def answer_json(connection, text):
+        def respond(connection, text):
             raise MemoryError()
 
-        response = self.client(answer_json).post("/query", data="users { id }",
+        response = self.client(respond).post("/query", data="users { id }",
                                                  headers={"Authorization": "Bearer k"})
 
         assert (response.status_code, response.get_json()["error"]) == (503, "unavailable")
