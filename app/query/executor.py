@@ -130,6 +130,11 @@ def answer_plan(plan: Plan, connection: sqlite3.Connection,
     return Answer(objects, total_rows, total_bytes)
 
 
+# JSON statements SQLite refused to prepare as too complex: not tried again
+# (a set of at most this many, emptied when full).
+_TOO_COMPLEX_STATEMENTS: set[str] = set()
+_TOO_COMPLEX_MEMORY = 256
+
 # Near the answer limits the Python path decides: its byte count is an
 # estimate made before encoding, which may exceed the encoded size by about a
 # byte per boolean and per list (measured well under this margin).
@@ -150,7 +155,8 @@ def answer_json(plan: Plan, connection: sqlite3.Connection,
     for every statement; pass the same `started` to `answer_plan` after a
     None, so that both paths together stay within one budget.
     """
-    if plan.json_sql is None or not isinstance(connection, SharedConnection):
+    if (plan.json_sql is None or not isinstance(connection, SharedConnection)
+            or plan.json_sql in _TOO_COMPLEX_STATEMENTS):
         return None
     limit, offset = plan.limit, plan.offset
     if values:
@@ -331,8 +337,14 @@ class _Run:
                 raise self.timed_out() from None
             # A value it cannot write (the function raised), or a statement
             # past SQLite's parser limits: the Python path answers or refuses.
-            if "user-defined function" in message or any(
-                    sign in message for sign in _TOO_COMPLEX):
+            if "user-defined function" in message:
+                raise _UnsafeValue from None
+            if any(sign in message for sign in _TOO_COMPLEX):
+                # About 15 entries of SQLite's parser stack (100) per nested
+                # selection: selections 7 deep, or fewer with deep filters.
+                if len(_TOO_COMPLEX_STATEMENTS) >= _TOO_COMPLEX_MEMORY:
+                    _TOO_COMPLEX_STATEMENTS.clear()
+                _TOO_COMPLEX_STATEMENTS.add(sql)
                 raise _UnsafeValue from None
             raise
         finally:

@@ -138,6 +138,16 @@ def test_respond_gives_the_bytes_or_the_python_path_s_answer(small):
     assert engine.respond(small, "users(id = 2) { score }").objects == [{"score": 3.25}]
 
 
+def test_selections_too_deep_for_sqlite_s_parser_take_the_python_path(small):
+    engine = QueryEngine(ARTIFACT)
+    names = ["posts" if i % 2 == 0 else "author" for i in range(9)]
+    text = "users { " + "".join(name + " { " for name in names) + "id" + " }" * 10
+    assert engine.plan(text)[0].json_sql is not None
+    for _ in range(2):  # the second time without asking SQLite
+        assert engine.answer_json(small, text) is None
+    assert engine.respond(small, text).objects == engine.answer(small, text).objects
+
+
 def test_a_plain_connection_takes_the_python_path():
     connection = build_snapshot(ARTIFACT, SMALL_DATA)
     assert QueryEngine(ARTIFACT).answer_json(connection, "posts { id }") is None
