@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
 from app.query import QueryEngine, QueryError, QueryLimitError, SharedConnection
 from app.query.executor import answer_json
 from tests.query.conftest import SMALL_DATA, build_snapshot, make_artifact, make_big_data
@@ -214,3 +215,35 @@ def test_fuzz_the_json_statement_agrees_with_the_python_path(small, big, text):
             continue  # a filter on a field the table lacks, say: no answer to compare
         written = engine.answer_json(connection, text)
         assert written is None or written == encoded, text
+
+
+def test_odd_names_are_quoted_and_keys_encoded():
+    parent, child, link = 'we"ird %s \'t\'', "ch%(x)s", "pa'rent"
+    artifact = SchemaArtifact(backend="postgres", schema="s", tables=(
+        Table(name=parent, alias="odd", primary_key=("i d",), columns=(
+            Column("i d", "integer", field='k"%s\\'), Column("j\x01ü", "text", field="ü\n"))),
+        Table(name=child, alias="kids", primary_key=("id",), columns=(
+            Column("id", "integer"), Column(link, "integer"), Column("%", "boolean")))),
+        relations=(
+            Relation(table="kids", name="parent", target="odd", columns=(link,),
+                     target_columns=("i d",), many=False),
+            Relation(table="odd", name="kids", target="kids", columns=("i d",),
+                     target_columns=(link,), many=True)))
+    connection = sqlite3.connect(":memory:", factory=SharedConnection, check_same_thread=False)
+
+    def q(name):
+        return '"' + name.replace('"', '""') + '"'
+
+    connection.execute(f"CREATE TABLE {q(parent)} ({q('i d')} INTEGER PRIMARY KEY, "
+                       f"{q('j' + chr(1) + 'ü')} TEXT)")
+    connection.execute(f"CREATE TABLE {q(child)} (id INTEGER PRIMARY KEY, {q(link)} INTEGER, "
+                       f"{q('%')} INTEGER)")
+    connection.executemany(f"INSERT INTO {q(parent)} VALUES (?, ?)", [(1, "a%sb"), (2, None)])
+    connection.executemany(f"INSERT INTO {q(child)} VALUES (?, ?, ?)",
+                           [(1, 1, 1), (2, 1, 0), (3, 2, None)])
+    engine = QueryEngine(artifact)
+    text = 'odd(`ü\n` LIKE "a%") { `k"%s\\` `ü\n` kids(`%` = true) { id `%` parent { `ü\n` } } }'
+    written, encoded = both(engine, connection, text)
+    assert written == encoded
+    assert orjson.loads(written) == [{'k"%s\\': 1, "ü\n": "a%sb", "kids": [
+        {"id": 1, "%": True, "parent": {"ü\n": "a%sb"}}]}]
