@@ -112,10 +112,11 @@ def usable(node: JsonNode) -> bool:
                                if isinstance(entry, JsonRelation))
 
 
-def statement(root: JsonNode, limit, offset) -> tuple[str, tuple]:
-    """The root's statement: one row, one BLOB, the answer's JSON; then its parameters.
+def statement(root: JsonNode) -> tuple[str, tuple]:
+    """The root's statement (one row, one BLOB: the answer's JSON) and its parameters.
 
-    `limit` and `offset` (values or slots) are the root's, bound last.
+    The root's LIMIT and OFFSET are its last two parameters, not in the tuple:
+    the executor binds them per run.
     """
     obj, params = _object(root, 0)
     where, where_params = _where(root, 0, ())
@@ -126,7 +127,7 @@ def statement(root: JsonNode, limit, offset) -> tuple[str, tuple]:
     sql = (f"SELECT CAST('[' || COALESCE(group_concat({obj}, ','), '') || ']' AS BLOB) FROM "
            f"(SELECT j0.* FROM {root.table} AS j0{where} "
            f"ORDER BY {root.order.replace(ALIAS, 'j0')} LIMIT ? OFFSET ?) AS j0")
-    return sql, (*params, *where_params, limit, offset)
+    return sql, (*params, *where_params)
 
 
 def _where(node: JsonNode, depth: int, match: tuple[str, ...]) -> tuple[str, tuple]:

@@ -290,8 +290,7 @@ class _Planner:
         limit, offset = self._count(selection, "limit"), self._count(selection, "offset")
         json_sql, json_params = None, ()
         if root.json is not None and usable(root.json):
-            json_sql, json_params = statement(root.json, None, None)
-            json_params = json_params[:-2]  # the root's LIMIT and OFFSET: bound per run
+            json_sql, json_params = statement(root.json)
         return Plan(root=root, limit=limit, offset=0 if offset is None else offset,
                     json_sql=json_sql, json_params=json_params)
 
