@@ -9,6 +9,7 @@ happens while a request is served: nothing a request does may end the process.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import resource
@@ -62,7 +63,7 @@ def create_app(state: InstanceState) -> Flask:
     limits = state.settings.limits
     app = Flask("app.instance")
     app.extensions["reflexdb_instance"] = state
-    app.wsgi_app = _last_resort(app.wsgi_app)
+    app.wsgi_app = _last_resort(_query_fast_path(state, app.wsgi_app))
 
     @app.before_request
     def assign_request_id():
@@ -72,24 +73,8 @@ def create_app(state: InstanceState) -> Flask:
     def run_query():
         _require_query_key(state)
         text = _query_text(limits)
-        # Same text, same generation and data version: the same bytes.
-        version = state.reader.refresh()
-        body = state.answers.get(text, version) if version is not None else None
-        if body is None:
-            try:
-                with state.reader.reading(refresh=False) as (connection, version):
-                    answer = state.queries.answer(connection, text)
-            except NoSnapshot:
-                code = "cap_exceeded" if state.status() == "cap_exceeded" else "snapshot_loading"
-                raise ApiError(503, code, _loading_message(state),
-                               {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
-            except QueryLimitError as exc:
-                raise limit_error(exc) from None
-            except QueryError as exc:
-                raise ApiError(400, "invalid_query", str(exc)) from None
-            body = _answer_body(answer, limits)
-            state.answers.put(text, version, body)
-        return Response(body, status=200, content_type="application/json; charset=utf-8")
+        return Response(_answer(state, text), status=200,
+                        content_type="application/json; charset=utf-8")
 
     @app.get("/health")
     def get_health():
@@ -165,6 +150,84 @@ _HTTP_ERRORS = {
                        "GET /openapi.json"),
     405: ("method_not_allowed", ""),
 }
+
+
+def _answer(state: InstanceState, text: str) -> bytes:
+    """The encoded answer to query `text`, from the answer cache or the snapshot; raises ApiError."""
+    # Same text, same generation and data version: the same bytes.
+    version = state.reader.refresh()
+    body = state.answers.get(text, version) if version is not None else None
+    if body is not None:
+        return body
+    try:
+        with state.reader.reading(refresh=False) as (connection, version):
+            # SQLite writes the whole answer when it can (app.query.jsonsql).
+            result = state.queries.respond(connection, text)
+    except NoSnapshot:
+        code = "cap_exceeded" if state.status() == "cap_exceeded" else "snapshot_loading"
+        raise ApiError(503, code, _loading_message(state),
+                       {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    except QueryLimitError as exc:
+        raise limit_error(exc) from None
+    except QueryError as exc:
+        raise ApiError(400, "invalid_query", str(exc)) from None
+    body = result if type(result) is bytes else _answer_body(result, state.settings.limits)
+    state.answers.put(text, version, body)
+    return body
+
+
+# Content types the fast path takes as they are sent (anything else goes to Flask,
+# which parses it as _query_text does).
+_FAST_TYPES = frozenset({"", "text/plain", "text/plain; charset=utf-8", "text/plain;charset=utf-8",
+                         "text/plain; charset=UTF-8", "application/x-www-form-urlencoded"})
+
+
+def _query_fast_path(state: InstanceState, wsgi_app):
+    """POST /query without Flask's dispatch: the same answers, headers and envelopes.
+
+    A well-formed request with a valid key is answered here (the answer or the
+    query's error envelope); any other request, and any unexpected exception,
+    goes to the Flask app, which answers it as always (the body already read
+    is handed over). Flask's request machinery cost more CPU than a point
+    lookup's query (docs/benchmarks.md).
+    """
+    limits = state.settings.limits
+    max_bytes = limits.max_query_bytes
+
+    def app(environ, start_response):
+        if (environ.get("PATH_INFO") != "/query" or environ.get("REQUEST_METHOD") != "POST"
+                or environ.get("CONTENT_TYPE", "") not in _FAST_TYPES
+                or not state.keys.verify(_bearer_of(environ.get("HTTP_AUTHORIZATION", "")))):
+            return wsgi_app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH")
+        if length and (not length.isdigit() or int(length) > max_bytes):
+            return wsgi_app(environ, start_response)
+        raw = environ["wsgi.input"].read(max_bytes + 1)
+        try:
+            text = raw.decode() if len(raw) <= max_bytes else ""
+        except UnicodeDecodeError:
+            text = ""
+        if not text.strip():
+            return _hand_over(wsgi_app, environ, start_response, raw)
+        request_id = uuid.uuid4().hex
+        try:
+            body = _answer(state, text)
+        except ApiError as exc:
+            response = _error(exc.status, exc.code, exc.message, exc.headers)
+            response.headers["X-Request-Id"] = request_id
+            return response(environ, start_response)
+        except Exception:  # the Flask app's handlers log and answer it
+            return _hand_over(wsgi_app, environ, start_response, raw)
+        start_response("200 OK", [("Content-Type", "application/json; charset=utf-8"),
+                                  ("Content-Length", str(len(body))),
+                                  ("X-Request-Id", request_id)])
+        return [body]
+    return app
+
+
+def _hand_over(wsgi_app, environ, start_response, raw: bytes):
+    environ["wsgi.input"] = io.BytesIO(raw)
+    return wsgi_app(environ, start_response)
 
 
 def limit_error(exc: QueryLimitError) -> ApiError:
@@ -258,7 +321,10 @@ def _orjson_is_safe(estimated_bytes: int) -> bool:
 
 
 def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
+    return _bearer_of(request.headers.get("Authorization", ""))
+
+
+def _bearer_of(header: str) -> str | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None

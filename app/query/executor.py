@@ -26,6 +26,7 @@ from app.contracts.artifact import SchemaArtifact
 from app.contracts.query_limits import DEFAULT_LIMITS, QueryLimits
 
 from .errors import QueryLimitError
+from .jsonsql import UNSAFE_FUNCTION
 from .parser import check_size, parse
 from .planner import ChildPlan, ColumnOutput, NodePlan, Plan, Slot, compile_query, plan_query
 from .shapes import ShapeCache, shape_of
@@ -55,6 +56,9 @@ class SharedConnection(sqlite3.Connection):
         super().__init__(*args, **kwargs)
         self.statement_lock = threading.Lock()
         self.deadline: float | None = None  # of the statement holding the lock
+        # Called by JSON statements on a value they cannot write exactly
+        # (app.query.jsonsql): raising sends the query to the Python path.
+        self.create_function(UNSAFE_FUNCTION, 0, _unsafe_value)
 
     def enforce_time_budget(self) -> None:
         """Interrupt statements run by the executor at their query's deadline."""
@@ -63,6 +67,14 @@ class SharedConnection(sqlite3.Connection):
     def _past_deadline(self) -> int:
         deadline = self.deadline
         return 1 if deadline is not None and time.monotonic() > deadline else 0
+
+
+class _UnsafeValue(Exception):
+    """A JSON statement met a value SQLite would not write as the Python path does."""
+
+
+def _unsafe_value():
+    raise _UnsafeValue
 
 
 def execute(artifact: SchemaArtifact, connection: sqlite3.Connection, text: str, *,
@@ -92,11 +104,14 @@ class Answer:
 
 
 def answer_plan(plan: Plan, connection: sqlite3.Connection,
-                limits: QueryLimits = DEFAULT_LIMITS, values: tuple = ()) -> Answer:
+                limits: QueryLimits = DEFAULT_LIMITS, values: tuple = (), *,
+                started: float | None = None) -> Answer:
     """Run a compiled plan and measure its answer.
 
     `values` are the literal values a plan for a query's shape binds to its
-    slots (checked already: see `app.query.shapes`). Raises QueryLimitError
+    slots (checked already: see `app.query.shapes`). `started` (time.monotonic())
+    is when the query's time budget began, if before this call (a JSON
+    statement tried first: see `answer_json`). Raises QueryLimitError
     past the answer limits or the time budget; the budget interrupts
     statements only on a `SharedConnection` that enforces it.
     """
@@ -106,13 +121,63 @@ def answer_plan(plan: Plan, connection: sqlite3.Connection,
         offset = offset.bind(values) if isinstance(offset, Slot) else offset
     if limit is None:
         limit = min(limits.default_limit, limits.max_limit)
-    run = _Run(connection, limits, values)
+    run = _Run(connection, limits, values, started)
     rows = run.fetch(plan.root.sql, (*run.params(plan.root), limit, offset),
                      plan.root.size_index)
     objects, total_rows, total_bytes = run.build(plan.root, rows)
     total_bytes += 2  # the brackets of the answer's list
     run.check_tree(total_rows, total_bytes)
     return Answer(objects, total_rows, total_bytes)
+
+
+# JSON statements SQLite refused to prepare as too complex: not tried again
+# (a set of at most this many, emptied when full).
+_TOO_COMPLEX_STATEMENTS: set[str] = set()
+_TOO_COMPLEX_MEMORY = 256
+
+# Near the answer limits the Python path decides: its byte count is an
+# estimate made before encoding, which may exceed the encoded size by about a
+# byte per boolean and per list (measured well under this margin).
+_JSON_BYTES_MARGIN = 5 / 4
+
+
+def answer_json(plan: Plan, connection: sqlite3.Connection,
+                limits: QueryLimits = DEFAULT_LIMITS, values: tuple = (), *,
+                started: float | None = None) -> bytes | None:
+    """The answer's JSON bytes from the plan's one statement, or None: take the Python path.
+
+    None when the plan has no JSON statement, when the statement meets a
+    value it cannot write exactly, or when the answer is near or past a limit
+    (the Python path refuses it with its own message, or answers it: one
+    verdict for both). The statement cannot build a string over
+    max_answer_bytes (SQLite's length limit is set to it while it runs), so
+    its work is bounded before the answer is counted; the deadline holds as
+    for every statement; pass the same `started` to `answer_plan` after a
+    None, so that both paths together stay within one budget.
+    """
+    if (plan.json_sql is None or not isinstance(connection, SharedConnection)
+            or plan.json_sql in _TOO_COMPLEX_STATEMENTS):
+        return None
+    limit, offset = plan.limit, plan.offset
+    if values:
+        limit = limit.bind(values) if isinstance(limit, Slot) else limit
+        offset = offset.bind(values) if isinstance(offset, Slot) else offset
+        params = tuple(param.bind(values) if type(param) is Slot else param
+                       for param in plan.json_params)
+    else:
+        params = plan.json_params
+    if limit is None:
+        limit = min(limits.default_limit, limits.max_limit)
+    run = _Run(connection, limits, values, started)
+    try:
+        body = run.fetch_json(plan.json_sql, (*params, limit, offset))
+    except (_UnsafeValue, sqlite3.DataError):
+        return None
+    # Every object opens with a brace; braces in strings only overcount.
+    if (len(body) * _JSON_BYTES_MARGIN > limits.max_answer_bytes
+            or body.count(b"{") > limits.max_answer_rows):
+        return None
+    return body
 
 
 class QueryEngine:
@@ -157,20 +222,45 @@ class QueryEngine:
         """Run query `text` over the snapshot in `connection`."""
         return self.answer(connection, text).objects
 
-    def answer(self, connection: sqlite3.Connection, text: str) -> Answer:
-        """Run query `text` and measure its answer."""
+    def answer(self, connection: sqlite3.Connection, text: str, *,
+               started: float | None = None) -> Answer:
+        """Run query `text` and measure its answer (`started`: see `answer_plan`)."""
         plan, values = self.plan(text)
-        return answer_plan(plan, connection, self.limits, values)
+        return answer_plan(plan, connection, self.limits, values, started=started)
+
+    def answer_json(self, connection: sqlite3.Connection, text: str, *,
+                    started: float | None = None) -> bytes | None:
+        """Query `text`'s answer as JSON bytes built by SQLite, or None: call `answer`.
+
+        Raises the text's QueryError, and QueryLimitError for the time budget.
+        """
+        plan, values = self.plan(text)
+        return answer_json(plan, connection, self.limits, values, started=started)
+
+    def respond(self, connection: sqlite3.Connection, text: str) -> bytes | Answer:
+        """What the instance sends for `text`: SQLite's JSON bytes, else the Python path's answer.
+
+        One time budget for both, from when the plan is ready (as for either alone).
+        """
+        plan, values = self.plan(text)
+        started = time.monotonic()
+        body = answer_json(plan, connection, self.limits, values, started=started)
+        if body is not None:
+            return body
+        return answer_plan(plan, connection, self.limits, values, started=started)
 
 
 class _Run:
     """One execution: its deadline and the rows and bytes fetched so far."""
 
-    def __init__(self, connection: sqlite3.Connection, limits: QueryLimits, values: tuple = ()):
+    def __init__(self, connection: sqlite3.Connection, limits: QueryLimits, values: tuple = (),
+                 started: float | None = None):
         self.connection = connection
         self.limits = limits
         self.values = values
-        self.deadline = time.monotonic() + limits.query_timeout_ms / 1000
+        if started is None:
+            started = time.monotonic()
+        self.deadline = started + limits.query_timeout_ms / 1000
         self.rows = 0
         self.bytes = 0
 
@@ -222,6 +312,45 @@ class _Run:
         self.bytes += sum(map(itemgetter(size_index), rows))
         self.check_tree(self.rows, self.bytes)
         return rows
+
+    def fetch_json(self, sql: str, params: tuple) -> bytes:
+        """The one value of a JSON statement; raises `_UnsafeValue` where the Python path must answer."""
+        self.check_time()
+        lock = self.connection.statement_lock
+        if not lock.acquire(timeout=max(self.deadline - time.monotonic(), 0)):
+            raise self.timed_out()
+        connection = self.connection
+        connection.deadline = self.deadline
+        # No string the statement builds may pass the answer's byte limit.
+        length = connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.limits.max_answer_bytes)
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.row_factory = None
+                cursor.execute(sql, params)
+                return cursor.fetchone()[0]
+            finally:
+                cursor.close()
+        except sqlite3.OperationalError as exc:
+            message = str(exc)
+            if "interrupted" in message:
+                raise self.timed_out() from None
+            # A value it cannot write (the function raised), or a statement
+            # past SQLite's parser limits: the Python path answers or refuses.
+            if "user-defined function" in message:
+                raise _UnsafeValue from None
+            if any(sign in message for sign in _TOO_COMPLEX):
+                # About 15 entries of SQLite's parser stack (100) per nested
+                # selection: selections 7 deep, or fewer with deep filters.
+                if len(_TOO_COMPLEX_STATEMENTS) >= _TOO_COMPLEX_MEMORY:
+                    _TOO_COMPLEX_STATEMENTS.clear()
+                _TOO_COMPLEX_STATEMENTS.add(sql)
+                raise _UnsafeValue from None
+            raise
+        finally:
+            connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, length)
+            connection.deadline = None
+            lock.release()
 
     def refusal(self, exc: sqlite3.OperationalError) -> Exception:
         """The client's error for a statement SQLite stopped, or `exc` itself (a defect)."""
@@ -365,5 +494,6 @@ def _json_key(key: tuple):
     return values[0] if len(values) == 1 else values
 
 
-__all__ = ["Answer", "QueryEngine", "SharedConnection", "answer_plan", "answer_too_large",
+__all__ = ["Answer", "QueryEngine", "SharedConnection", "answer_json", "answer_plan",
+           "answer_too_large",
            "execute", "run_plan"]

@@ -14,6 +14,7 @@ from app.contracts.query_limits import DEFAULT_LIMITS, QueryLimits
 
 from .errors import QueryError, UnknownNameError
 from .filters import FilterCompiler, Resolved, group_operands, quote_identifier
+from .jsonsql import ALIAS, JsonColumn, JsonNode, JsonRelation, encoded_key, safe_type, statement, usable
 from .nodes import FieldEntry, Literal, Location, Name, Path, Query, Selection, Wildcard
 from .parser import parse
 
@@ -93,6 +94,7 @@ class NodePlan:
     children: tuple[ChildPlan, ...]
     size_index: int
     fixed_size: int
+    json: JsonNode | None = None     # its part of the plan's JSON statement (app.query.jsonsql)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class Plan:
     root: NodePlan
     limit: int | Slot | None         # the root's own LIMIT, if it gave one
     offset: int | Slot
+    # One statement returning the whole answer as JSON, when SQLite can write
+    # it exactly (app.query.jsonsql); its LIMIT and OFFSET parameters come last.
+    json_sql: str | None = None
+    json_params: tuple = ()
 
 
 # -- entry points -----------------------------------------------------------
@@ -282,7 +288,11 @@ class _Planner:
                                    at=selection.at)
         root = self._node(table, selection, link=(), many=True)
         limit, offset = self._count(selection, "limit"), self._count(selection, "offset")
-        return Plan(root=root, limit=limit, offset=0 if offset is None else offset)
+        json_sql, json_params = None, ()
+        if root.json is not None and usable(root.json):
+            json_sql, json_params = statement(root.json)
+        return Plan(root=root, limit=limit, offset=0 if offset is None else offset,
+                    json_sql=json_sql, json_params=json_params)
 
     def _count(self, selection: Selection, role: str) -> int | Slot | None:
         """A selection's LIMIT or OFFSET (None if it gave none): its value, or a slot."""
@@ -366,11 +376,17 @@ class _Planner:
 
         link_positions = tuple(position_of(name) for name in link)
         outputs, children, sizes = [], [], []
+        json_entries, json_ok = [], True
         fixed_size = 0
         for key, entry in self._entries(table, selection).items():
+            json_key = encoded_key(key)
+            json_ok = json_ok and json_key is not None
             if isinstance(entry, Column):
                 outputs.append(ColumnOutput(key=key, index=position_of(entry.name),
                                             convert=_CONVERTERS.get(entry.type)))
+                json_ok = json_ok and safe_type(entry.type)
+                json_entries.append(JsonColumn(key=json_key, column=_q(entry.name),
+                                               kind=entry.type))
                 size = _size_sql(f"t0.{_q(entry.name)}", entry.type)
                 if size is None:
                     fixed_size += _BOOLEAN_SIZE
@@ -387,27 +403,51 @@ class _Planner:
                 many=relation.many, binary_key=binary, node=child,
                 parent_key=tuple(position_of(name) for name in relation.columns)))
             outputs.append(RelationOutput(key=key, child=len(children) - 1))
+            # Keys of one logical type have one SQLite affinity on both sides,
+            # so `=` matches what the Python path's key lookup does.
+            json_ok = (json_ok and child.json is not None and not any(binary) and all(
+                _source_column(table, name).type == _source_column(target, target_name).type
+                for name, target_name in zip(relation.columns, relation.target_columns,
+                                             strict=True)))
+            json_entries.append(JsonRelation(
+                key=json_key, many=relation.many, node=child.json,
+                pairs=tuple((_q(name), _q(target_name)) for name, target_name
+                            in zip(relation.columns, relation.target_columns, strict=True))))
 
         size_index = len(fetched)
         size_sql = group_operands(sizes, " + ") if sizes else "0"
-        sql, params = self._statement(table, selection, fetched, size_sql, link, many)
+        where, where_params = None, ()
+        if selection.filter is not None:
+            where, filter_params = _SnapshotFilter(self, table, ALIAS).compile(selection.filter)
+            where_params = tuple(filter_params)
+        order = self._order(table, selection, ALIAS)
+        # A child list's own LIMIT and OFFSET (slots are claimed once: both statements share them).
+        limit = self._count(selection, "limit") if link else None
+        offset = self._count(selection, "offset") if link else None
+        sql, params = self._statement(table, selection, fetched, size_sql, link, many,
+                                      where, where_params, order, limit, offset)
+        json_node = JsonNode(
+            table=_q(table.name), where=where, where_params=where_params, order=order,
+            entries=tuple(json_entries), usable=json_ok and bool(order),
+            limit=limit, offset=offset)
         return NodePlan(table=table.alias, sql=sql, params=params, link=link_positions,
                         outputs=tuple(outputs), children=tuple(children),
-                        size_index=size_index, fixed_size=fixed_size + _fixed_size(outputs))
+                        size_index=size_index, fixed_size=fixed_size + _fixed_size(outputs),
+                        json=json_node)
 
     def _statement(self, table: Table, selection: Selection, fetched: list[str], size_sql: str,
-                   link: tuple[str, ...], many: bool) -> tuple[str, tuple]:
+                   link: tuple[str, ...], many: bool, filter_sql: str | None,
+                   filter_params: tuple, order: str, limit, offset) -> tuple[str, tuple]:
         alias = "t0"
         conditions, params = [], []
         if link:
             conditions.append(self._key_match(table, link, alias))
-        if selection.filter is not None:
-            sql, filter_params = _SnapshotFilter(self, table, alias).compile(selection.filter)
-            conditions.append(sql)
+        if filter_sql is not None:
+            conditions.append(filter_sql.replace(ALIAS, alias))
             params.extend(filter_params)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         source = f"FROM {_q(table.name)} AS {alias}{where}"
-        order = self._order(table, selection, alias)
+        order = order.replace(ALIAS, alias)
         order_by = f" ORDER BY {order}" if order else ""
         columns = [f"{alias}.{_q(name)}" for name in fetched] + [size_sql]
 
@@ -423,7 +463,6 @@ class _Planner:
         window = f"PARTITION BY {partition}" + order_by
         inner = ", ".join(f"{column} AS c{i}" for i, column in enumerate(columns))
         outer = ", ".join(f"c{i}" for i in range(len(columns)))
-        offset, limit = self._count(selection, "offset"), self._count(selection, "limit")
         bounds = ' WHERE "__rn" > ?'
         params.append(0 if offset is None else offset)
         if limit is not None:

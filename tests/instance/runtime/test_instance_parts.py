@@ -334,7 +334,8 @@ class TestNothingEndsTheProcess:
         state = SimpleNamespace(
             settings=SimpleNamespace(limits=QueryLimits()), keys=SimpleNamespace(
                 verify=lambda key: key == "k"), reader=Reader(), answers=AnswerCache(0),
-            queries=SimpleNamespace(answer=answer), status=lambda: "ok")
+            queries=SimpleNamespace(respond=answer),
+            status=lambda: "ok")
         return create_app(state).test_client()
 
     def query(self, answer):
@@ -386,3 +387,90 @@ class TestNothingEndsTheProcess:
         assert (response.status_code, response.get_json()) == (500, {
             "error": "internal_error", "message": "internal error"})
         assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
+class TestQueryFastPath:
+    """POST /query answered before Flask's dispatch: the same answers, headers and envelopes."""
+
+    def client(self, respond):
+        from types import SimpleNamespace
+
+        from app.instance.reader import AnswerCache
+        from app.instance.server import create_app
+
+        class Reader:
+            def refresh(self):
+                return (1, 0)
+
+            def reading(self, refresh=True):
+                return contextlib.nullcontext((None, (1, 0)))
+
+        state = SimpleNamespace(
+            settings=SimpleNamespace(limits=QueryLimits(max_query_bytes=1024)),
+            keys=SimpleNamespace(verify=lambda key: key == "k"), reader=Reader(),
+            answers=AnswerCache(0), status=lambda: "ok",
+            queries=SimpleNamespace(respond=respond))
+        return create_app(state).test_client()
+
+    def test_an_answer_has_the_flask_path_s_headers(self):
+        client = self.client(lambda connection, text: b'[{"id":1}]')
+
+        response = client.post("/query", data="users { id }", headers={"Authorization": "Bearer k"})
+
+        assert (response.status_code, response.get_data()) == (200, b'[{"id":1}]')
+        headers = dict(response.headers)
+        assert len(headers.pop("X-Request-Id")) == 32
+        assert headers == {"Content-Type": "application/json; charset=utf-8",
+                           "Content-Length": "10"}
+
+    def test_a_query_error_is_the_envelope_with_a_request_id(self):
+        from app.query import QueryError
+
+        def respond(connection, text):
+            raise QueryError("line 1, column 1: unknown table 'nope'")
+
+        response = self.client(respond).post("/query", data="nope { id }",
+                                                 headers={"Authorization": "Bearer k"})
+
+        assert (response.status_code, response.get_json()) == (400, {
+            "error": "invalid_query", "message": "line 1, column 1: unknown table 'nope'"})
+        assert len(response.headers["X-Request-Id"]) == 32
+
+    @pytest.mark.parametrize("content_type", ["text/plain; charset=latin-1", "TEXT/PLAIN"])
+    def test_other_content_types_are_answered_by_flask(self, content_type):
+        texts = []
+
+        def respond(connection, text):
+            texts.append(text)
+            return b"[]"
+
+        response = self.client(respond).post(
+            "/query", data="users { name }".encode("latin-1"),
+            headers={"Authorization": "Bearer k", "Content-Type": content_type})
+
+        assert (response.status_code, response.get_data(), texts) == (200, b"[]", ["users { name }"])
+
+    @pytest.mark.parametrize(("body", "headers", "status", "error"), [
+        (b"x" * 1025, {}, 413, "payload_too_large"),
+        (b"\xff\xfe", {}, 400, "invalid_query"),
+        (b"   ", {}, 400, "invalid_query"),
+        (b"users { id }", {"Authorization": "Bearer nope"}, 401, "unauthorized"),
+        (b"users { id }", {"Content-Type": "application/json"}, 415, "unsupported_media_type"),
+    ])
+    def test_requests_it_does_not_take_get_flask_s_envelopes(self, body, headers, status, error):
+        client = self.client(lambda connection, text: b"[]")
+
+        response = client.post("/query", data=body,
+                               headers={"Authorization": "Bearer k", **headers})
+
+        assert (response.status_code, response.get_json()["error"]) == (status, error)
+        assert len(response.headers["X-Request-Id"]) == 32
+
+    def test_an_unexpected_exception_is_answered_by_flask_s_handlers(self):
+        def respond(connection, text):
+            raise MemoryError()
+
+        response = self.client(respond).post("/query", data="users { id }",
+                                                 headers={"Authorization": "Bearer k"})
+
+        assert (response.status_code, response.get_json()["error"]) == (503, "unavailable")
