@@ -31,7 +31,14 @@ from app.instance.logs import configure_logging
 from app.instance.memory import MemoryBudget, cap_malloc_arenas, limit_reader
 from app.instance.server import create_app
 from app.instance.state import InstanceState
-from app.instance.store import CONTROL_SOCKET, make_store_directory, remove_store_directory
+from app.instance.store import (
+    CONTROL_SOCKET,
+    hold_store_directory,
+    make_store_directory,
+    remove_store_directory,
+    store_base,
+    sweep_stale_store_directories,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,7 @@ class InstanceApplication(BaseApplication):
         self._admin_token = admin_token
         self.state: InstanceState | None = None
         self.store_dir: str | None = None
+        self._store_lock: int | None = None
         self._writer: _WriterProcess | None = None
         self._control: socket.socket | None = None
         self._writer_deaths: list[float] = []
@@ -140,9 +148,12 @@ class InstanceApplication(BaseApplication):
         cap_malloc_arenas()
         fallback = (os.path.dirname(os.path.abspath(self.settings_path))
                     if self.settings_path else None)
-        self.store_dir = make_store_directory(self.settings.database_id,
-                                              base=self.settings.snapshot_dir,
-                                              fallback=fallback)
+        base = store_base(self.settings.snapshot_dir, fallback)
+        for stale in sweep_stale_store_directories(base):
+            log.warning("removed %s, left by an instance that was killed", stale)
+        self.store_dir = make_store_directory(self.settings.database_id, base=base)
+        # Held by the master and every process it forks, released when the last exits.
+        self._store_lock = hold_store_directory(self.store_dir)
         # The master binds the writer's control socket and keeps it: readers
         # can connect from their first request, and while a writer restarts
         # their commands wait in the backlog for the next one.

@@ -10,7 +10,10 @@ holds:
   (temp file + rename, so a new inode every time: readers notice it with one
   `os.stat` per request);
 - `state.json`: the writer's sync state for /health (see app/instance/writer.py);
-- `control.sock`: the writer's control socket (reload, pause, resume).
+- `control.sock`: the writer's control socket (reload, pause, resume);
+- `lock`: held (`flock`) by the instance's processes while any of them lives,
+  so a later instance can tell a directory left by a killed one and remove it
+  (`sweep_stale_store_directories`).
 
 A generation that is no longer current is deleted after a grace period (the
 longest a query may run, plus the readers' idle re-check), so no reader can
@@ -22,6 +25,7 @@ next request or re-check.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -41,6 +45,10 @@ log = logging.getLogger(__name__)
 POINTER_FILE = "current"
 STATE_FILE = "state.json"
 CONTROL_SOCKET = "control.sock"
+LOCK_FILE = "lock"
+_STORE_PREFIX = "reflexdb-"
+# A directory younger than this is never swept: its instance may not hold its lock yet.
+STALE_AFTER_SECONDS = 60.0
 TMPFS = "/dev/shm"
 # The change stream's /health fields, published by the writer in state.json (null when polling).
 STREAM_FIELDS = ("replicationLagMs", "eventsApplied", "transactionsApplied", "position",
@@ -84,13 +92,19 @@ def generation_file(number: int) -> str:
     return f"gen-{number}.sqlite"
 
 
+def store_base(base: str | None = None, fallback: str | None = None) -> str | None:
+    """Where store directories go: `base`, else tmpfs when there is one, else `fallback`."""
+    if base is None:
+        base = TMPFS if os.path.isdir(TMPFS) and os.access(TMPFS, os.W_OK) else fallback
+    return base
+
+
 def make_store_directory(database_id: str, *, base: str | None = None,
                          fallback: str | None = None) -> str:
     """A new private directory for one instance's generations (tmpfs when there is one)."""
-    if base is None:
-        base = TMPFS if os.path.isdir(TMPFS) and os.access(TMPFS, os.W_OK) else fallback
+    base = store_base(base, fallback)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", database_id)[:64]
-    directory = tempfile.mkdtemp(prefix=f"reflexdb-{safe}-", dir=base)  # mode 0700
+    directory = tempfile.mkdtemp(prefix=f"{_STORE_PREFIX}{safe}-", dir=base)  # mode 0700
     if len(os.path.join(directory, CONTROL_SOCKET)) > _MAX_SOCKET_PATH:
         shutil.rmtree(directory, ignore_errors=True)
         raise OSError(f"the snapshot directory {directory} is too long for a control socket; "
@@ -100,6 +114,48 @@ def make_store_directory(database_id: str, *, base: str | None = None,
 
 def remove_store_directory(directory: str) -> None:
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def hold_store_directory(directory: str) -> int:
+    """Lock `directory` as in use; the returned descriptor keeps the lock.
+
+    Processes forked afterwards (the writer, the readers) share the lock, which
+    ends when the last of them exits, however it exits.
+    """
+    fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def sweep_stale_store_directories(base: str | None) -> list[str]:
+    """Remove the store directories under `base` whose instance is gone (their lock is free).
+
+    A master and its writer both killed (SIGKILL, OOM killer) leave their
+    directory, generations included, on tmpfs: memory nobody frees. Only
+    directories with a lock file are considered (an instance holds it for its
+    life), and none younger than `STALE_AFTER_SECONDS`. Returns what was removed.
+    """
+    removed = []
+    if base is None or not os.path.isdir(base):
+        return removed
+    now = time.time()
+    for entry in os.scandir(base):
+        if not entry.name.startswith(_STORE_PREFIX):
+            continue
+        with contextlib.suppress(OSError):
+            if (not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid()
+                    or now - entry.stat().st_mtime < STALE_AFTER_SECONDS):
+                continue
+            fd = os.open(os.path.join(entry.path, LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # an instance lives there
+            finally:
+                os.close(fd)
+            remove_store_directory(entry.path)
+            removed.append(entry.path)
+    return removed
 
 
 class WatchedFile:

@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 
 import psutil
 import pytest
@@ -23,7 +24,14 @@ from rt_support import (
 
 from app.instance.reader import AnswerCache, GenerationReader
 from app.instance.snapshot import NoSnapshot
-from app.instance.store import SnapshotStore, make_store_directory, read_pointer
+from app.instance.store import (
+    STALE_AFTER_SECONDS,
+    SnapshotStore,
+    hold_store_directory,
+    make_store_directory,
+    read_pointer,
+    sweep_stale_store_directories,
+)
 from app.sources import open_source
 
 ROW_COUNTS = {"users": N_USERS, "posts": N_POSTS, "comments": N_COMMENTS}
@@ -118,6 +126,54 @@ class TestStore:
                 pass
 
 
+class TestStaleDirectories:
+    """Store directories of killed instances: removed when their lock is free and they are old."""
+
+    @staticmethod
+    def _age(directory: str, seconds: float = STALE_AFTER_SECONDS + 5) -> None:
+        then = time.time() - seconds
+        os.utime(directory, (then, then))
+
+    def test_old_unlocked_ones_go(self, tmp_path):
+        base = str(tmp_path)
+        held = make_store_directory("held", base=base)
+        lock = hold_store_directory(held)
+        released = make_store_directory("gone", base=base)
+        os.close(hold_store_directory(released))
+        young = make_store_directory("new", base=base)
+        os.close(hold_store_directory(young))
+        unlocked = make_store_directory("old", base=base)   # no lock file
+        other = tmp_path / "not-ours"
+        other.mkdir()
+        for directory in (held, released, unlocked, str(other)):
+            self._age(directory)
+
+        try:
+            assert sweep_stale_store_directories(base) == [released]
+            assert sorted(os.listdir(base)) == sorted(
+                os.path.basename(d) for d in (held, young, unlocked, str(other)))
+        finally:
+            os.close(lock)
+        self._age(held)
+        assert sweep_stale_store_directories(base) == [held]
+
+    def test_forks_hold_the_lock(self, tmp_path):
+        directory = make_store_directory("fork", base=str(tmp_path))
+        lock = hold_store_directory(directory)
+        child = os.fork()
+        if child == 0:   # holds the inherited lock until killed, like a writer
+            time.sleep(60)
+            os._exit(0)
+        try:
+            os.close(lock)   # the master is gone; its child still runs
+            self._age(directory)
+            assert sweep_stale_store_directories(str(tmp_path)) == []
+        finally:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+        assert sweep_stale_store_directories(str(tmp_path)) == [directory]
+
+
 class TestAnswerCache:
     def test_bounded_in_bytes_least_recently_used_first(self):
         cache = AnswerCache(800)
@@ -156,7 +212,7 @@ class TestProcesses:
         assert (health["workers"], health["generation"], health["loadCount"]) == (2, 1, 1)
         directory = _store_dir(instance)
         assert directory.startswith("/dev/shm/reflexdb-") and sorted(os.listdir(directory)) == [
-            "control.sock", "current", "gen-1.sqlite", "gen-1.sqlite-shm", "gen-1.sqlite-wal",
+            "control.sock", "current", "gen-1.sqlite", "gen-1.sqlite-shm", "gen-1.sqlite-wal", "lock",
             "settings.json", "state.json"]
         assert oct(os.stat(directory).st_mode & 0o777) == "0o700"
 
@@ -226,4 +282,20 @@ class TestProcesses:
 
         _gone, alive = psutil.wait_procs(family, timeout=20)
         assert alive == []   # the writer and the reader follow their master
+        assert not os.path.exists(directory)
+
+    def test_a_store_left_by_a_killed_instance_is_removed_by_the_next(self, start_instance,
+                                                                      mysql_blog):
+        instance = start_instance(mysql_blog, workers=1)
+        directory = _store_dir(instance)
+        family = [psutil.Process(instance.handle.pid),
+                  *psutil.Process(instance.handle.pid).children()]
+        for process in family:   # master and writer killed together: nobody cleans up
+            process.kill()
+        psutil.wait_procs(family, timeout=20)
+        assert os.path.exists(os.path.join(directory, "current"))
+        TestStaleDirectories._age(directory)
+
+        start_instance(mysql_blog, workers=1)
+
         assert not os.path.exists(directory)
