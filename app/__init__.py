@@ -35,6 +35,7 @@ def create_app(settings=None):
     from app.api.ratelimit import API_BUDGET, SOURCE_BUDGET, RateLimiter, RateLimitMiddleware, budgets_by_operation
     from app.api.reference import SpecDocuments
     from app.api.routing import PathRoutingMiddleware
+    from app.api.security import BearerKeyCheck
     from app.api.validation import validator_map
     from app.bootstrap import configure_services
     from app.config import Settings
@@ -63,6 +64,8 @@ def create_app(settings=None):
         strict_validation=True,
         validator_map=validator_map(),
         validate_responses=settings.validate_responses,
+        # The bearer check without a signature inspection per request (app/api/security.py).
+        security_map={"bearer": BearerKeyCheck},
     )
     register_error_handlers(app)
     # Outermost: every answer, errors included, gets its request id, log line and metrics
