@@ -99,7 +99,7 @@ def update_connection(principal: Principal, ident, payload: dict, *, if_match: s
             changes["credentials_version"] = connection.credentials_version + 1
         changes["updated_at"] = utcnow()
         try:
-            Connection.update(**changes).where(Connection.id == connection.id).execute()
+            Connection.update_row(connection.id, **changes)
         except IntegrityError as exc:
             if violated_unique_index(exc) != NAME_INDEX:
                 raise

@@ -22,7 +22,7 @@ from peewee import (
 )
 
 from app.storage.database import db, is_sqlite
-from app.storage.prebuilt import PrebuiltInsert, PrebuiltSelect
+from app.storage.prebuilt import PrebuiltInsert, PrebuiltSelect, PrebuiltUpdate
 
 # Database.first_live_on's statements, by row count.
 _FIRST_LIVE_ON: dict[int, PrebuiltSelect] = {}
@@ -117,6 +117,16 @@ class Resource(BaseModel):
         values.setdefault("created_at", now)
         values.setdefault("updated_at", values["created_at"])
         return super().create(**values)
+
+    @classmethod
+    def update_row(cls, row_id, **changes) -> int:
+        """Set `changes` on the row `row_id`: one prebuilt statement per set of columns
+        (a connection's rename sends it on every PATCH); returns the rows changed."""
+        update = cls.__dict__.get("_prebuilt_update")
+        if update is None:
+            update = PrebuiltUpdate(cls)
+            cls._prebuilt_update = update
+        return update.execute(row_id, changes)
 
     @classmethod
     def active(cls):

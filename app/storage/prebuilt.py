@@ -137,3 +137,34 @@ class PrebuiltInsert:
                 value = field.default
             params.append(field.db_value(value))
         db.execute_sql(built[1], params)
+
+
+class PrebuiltUpdate:
+    """`UPDATE <table> SET <columns> WHERE id = <id>` of `model`: the SQL text built once per
+    database and set of columns, the values converted by the model's fields."""
+
+    def __init__(self, model: type[Model]):
+        self.model = model
+        self._sql: dict[tuple[int, tuple[str, ...]], tuple[object, str]] = {}
+
+    def execute(self, row_id, changes: dict) -> int:
+        """Set `changes` (field name -> value) on the row `row_id`; returns the rows changed (0 or 1)."""
+        database = db.obj
+        fields = self.model._meta.fields
+        names = tuple(changes)
+        unknown = [name for name in names if name not in fields]
+        if unknown:
+            raise ValueError(f"{self.model.__name__} has no field {unknown[0]!r}")
+        key = (id(database), names)
+        built = self._sql.get(key)
+        if built is None or built[0] is not database:
+            # `database.quote` holds the identifier quotes, as peewee's own SQL uses them.
+            assignments = ", ".join(f"{fields[name].column_name.join(database.quote)} = {database.param}"
+                                    for name in names)
+            primary_key = self.model._meta.primary_key
+            built = (database, f"UPDATE {self.model._meta.table_name.join(database.quote)} SET {assignments} "
+                               f"WHERE {primary_key.column_name.join(database.quote)} = {database.param}")
+            self._sql[key] = built
+        params = [fields[name].db_value(value) for name, value in changes.items()]
+        params.append(self.model._meta.primary_key.db_value(row_id))
+        return db.execute_sql(built[1], params).rowcount
