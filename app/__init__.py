@@ -16,7 +16,6 @@ def create_app(settings=None):
 
     import connexion
     import yaml
-    from a2wsgi import WSGIMiddleware
     from connexion.jsonifier import Jsonifier
     from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
     from connexion.middleware.routing import RoutingMiddleware
@@ -35,7 +34,9 @@ def create_app(settings=None):
     from app.api.ratelimit import API_BUDGET, SOURCE_BUDGET, RateLimiter, RateLimitMiddleware, budgets_by_operation
     from app.api.reference import SpecDocuments
     from app.api.routing import PathRoutingMiddleware
+    from app.api.security import BearerKeyCheck
     from app.api.validation import validator_map
+    from app.api.wsgi_bridge import BufferedWSGI
     from app.bootstrap import configure_services
     from app.config import Settings
     from app.domain.lifecycle import STABLE, TRANSITIONAL
@@ -63,6 +64,8 @@ def create_app(settings=None):
         strict_validation=True,
         validator_map=validator_map(),
         validate_responses=settings.validate_responses,
+        # The bearer check without a signature inspection per request (app/api/security.py).
+        security_map={"bearer": BearerKeyCheck},
     )
     register_error_handlers(app)
     # Outermost: every answer, errors included, gets its request id, log line and metrics
@@ -86,10 +89,12 @@ def create_app(settings=None):
     flask_app = app.app
     # Connexion runs Flask on an a2wsgi pool of 10 threads and offers no setting
     # for it; threads fighting over the GIL cost throughput, so size it by
-    # measurement (scripts/bench_api.py, docs/benchmarks.md). `_middleware_app` is
+    # measurement (scripts/bench_api.py, docs/benchmarks.md). a2wsgi's thread and
+    # loop take turns several times per request; BufferedWSGI hands a request over
+    # once and its answer back once (app/api/wsgi_bridge.py). `_middleware_app` is
     # private: setup.cfg pins connexion to the minor version tests/test_cli.py
     # (test_thread_pool_size_is_applied) passes on.
-    app._middleware_app.asgi_app = WSGIMiddleware(flask_app.wsgi_app, workers=settings.threads)
+    app._middleware_app.asgi_app = BufferedWSGI(flask_app.wsgi_app, workers=settings.threads)
     install_work_slots(flask_app, settings.threads)
 
     # A request takes a store connection from the pool at its first query (peewee connects

@@ -39,8 +39,7 @@ import requests
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
-DB = "reflexdb_bench"
-URL = f"postgresql://postgres@127.0.0.1:5432/{DB}"
+DB = "reflexdb_bench"      # --database: another name, so two runs on one host do not share it
 BARE = ("bare-sync", "bare-gthread")
 
 BARE_APP = '''
@@ -129,12 +128,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def fresh_database() -> None:
+def fresh_database(name: str) -> None:
     conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DB}")
-        cur.execute(f"CREATE DATABASE {DB}")
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name}")
     conn.close()
 
 
@@ -144,7 +143,7 @@ def reflexdb(env, *args) -> str:
 
 
 def start(server: str, env: dict, workers: int, bare_dir: Path, before: Path | None = None,
-          extra: tuple[str, ...] = ()):
+          extra: tuple[str, ...] = (), database: str = DB):
     port = free_port()
     if server in ("project", "before"):
         root = before if server == "before" else ROOT
@@ -156,7 +155,7 @@ def start(server: str, env: dict, workers: int, bare_dir: Path, before: Path | N
         argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                 "--worker-class", server.removeprefix("bare-"), "--threads", "2", "bare:app"]
         cwd, health = bare_dir, None
-    proc = subprocess.Popen(argv, cwd=cwd, env={**env, "BENCH_DSN": f"dbname={DB} user=postgres host=127.0.0.1"},
+    proc = subprocess.Popen(argv, cwd=cwd, env={**env, "BENCH_DSN": f"dbname={database} user=postgres host=127.0.0.1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -217,15 +216,17 @@ def main() -> None:
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE settings for the project's server")
     parser.add_argument("--gunicorn", nargs="*", default=[], metavar="ARG",
                         help="extra gunicorn arguments for the project's server, e.g. --gunicorn=--worker-class=asgi")
+    parser.add_argument("--database", default=DB, help="the PostgreSQL database to (re)create and use")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--before", type=Path, help="also serve the project from this checkout (e.g. a "
                         "`git archive` of an earlier commit), as server `before`, with the same settings")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
-    fresh_database()
+    fresh_database(args.database)
     # One key makes every request: its rate limit would answer most of them 429.
-    env = {**os.environ, "DATABASE_URL": URL, "REFLEXDB_SECRET_KEYS": Fernet.generate_key().decode(),
+    env = {**os.environ, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{args.database}",
+           "REFLEXDB_SECRET_KEYS": Fernet.generate_key().decode(),
            "REFLEXDB_DATA_DIR": tempfile.mkdtemp(), "REFLEXDB_RATE_LIMIT": "off", "REFLEXDB_ACCESS_LOG": ""}
     project_env = {**env, **dict(item.split("=", 1) for item in args.env)}
     reflexdb(env, "migrate")
@@ -242,7 +243,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for server in args.servers:
             proc, base = start(server, env if server in BARE else project_env, args.workers, work, args.before,
-                                tuple(args.gunicorn))
+                                tuple(args.gunicorn), args.database)
             try:
                 if connection_id is None:
                     created = requests.post(f"{base}/connections", headers={"Authorization": f"Bearer {key}"}, json={

@@ -54,12 +54,12 @@ class AuditEntryOut(schemas.OutputSchema):
 
 def record(entry: Entry) -> None:
     """Write one entry (one INSERT, in the caller's transaction when there is one)."""
-    AuditEntry.insert(
+    AuditEntry.insert_row(
         customer=entry.customer_id, key_id=entry.key_id[:32], operation_id=entry.operation_id[:64],
         resource_type=entry.resource_type, resource_id=entry.resource_id, status=entry.status,
         request_id=entry.request_id[:128], source_ip=entry.source_ip[:64] if entry.source_ip else None,
         idempotency_key=entry.idempotency_key, replayed=entry.replayed,
-    ).execute()
+    )
 
 
 def list_entries(principal: Principal, *, limit: int | None = None, cursor: str | None = None,

@@ -49,7 +49,7 @@ def etag(answer: dict) -> str:
 
 def create_connection(principal: Principal, payload: dict) -> dict:
     """Create a connection, and its first database when `instance` is given: both or neither."""
-    data = schemas.load(schemas.ConnectionSchema(), payload)
+    data = schemas.load(schemas.shared(schemas.ConnectionSchema), payload)
     instance = data.pop("instance", None)
     _ensure_sync_mode_fits(data["backend"], data["sync_mode"])
     password_encrypted = current().secret_box.encrypt(data.pop("password"))
@@ -75,7 +75,7 @@ def update_connection(principal: Principal, ident, payload: dict, *, if_match: s
     With `if_match`, 412 precondition_failed unless it matches the connection's ETag,
     checked under the row lock the update is written under.
     """
-    update = schemas.ConnectionSchema(exclude=schemas.ConnectionSchema.CREATE_ONLY)
+    update = schemas.shared(schemas.ConnectionSchema, exclude=schemas.ConnectionSchema.CREATE_ONLY)
     data = schemas.load(update, payload, partial=True)
     if not data:
         connection = owned(Connection, principal, ident, "connection")
@@ -99,7 +99,7 @@ def update_connection(principal: Principal, ident, payload: dict, *, if_match: s
             changes["credentials_version"] = connection.credentials_version + 1
         changes["updated_at"] = utcnow()
         try:
-            Connection.update(**changes).where(Connection.id == connection.id).execute()
+            Connection.update_row(connection.id, **changes)
         except IntegrityError as exc:
             if violated_unique_index(exc) != NAME_INDEX:
                 raise
@@ -133,7 +133,7 @@ def delete_connection(principal: Principal, ident, *, if_match: str | None = Non
 
 def _schema() -> schemas.ConnectionSchema:
     """The connection as answers show it, without its databases (which _dump_with_databases adds)."""
-    return schemas.ConnectionSchema(exclude=("databases",))
+    return schemas.shared(schemas.ConnectionSchema, exclude=("databases",))
 
 
 def _ensure_unchanged(connection: Connection, if_match: str | None) -> None:
@@ -148,9 +148,9 @@ def _dump_with_databases(connection: Connection) -> dict:
     otherwise (the page, the count); the page is bounded in bytes like every list page
     (pagination.MAX_PAGE_BYTES).
     """
-    live = Database.active_on(connection.id)
-    first = pagination.page(live, EMBEDDED_DATABASES, None, databases.dump_many)
-    count = len(first.items) if first.next_cursor is None else live.count()
+    first = pagination.page_of_rows(Database.first_live_on(connection.id, EMBEDDED_DATABASES + 1),
+                                    EMBEDDED_DATABASES, databases.dump_many)
+    count = len(first.items) if first.next_cursor is None else Database.active_on(connection.id).count()
     return {**_schema().dump(connection), "databaseCount": count, "databases": first.items}
 
 

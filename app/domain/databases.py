@@ -39,11 +39,11 @@ def list_databases(principal: Principal, *, limit: int | None = None, cursor: st
 
 def dump_many(rows) -> list[dict]:
     """Databases as a list answer shows them."""
-    return schemas.DatabaseSchema().dump(rows, many=True)
+    return schemas.shared(schemas.DatabaseSchema, many=True).dump(rows)
 
 
 def get_database(principal: Principal, ident) -> dict:
-    return schemas.DatabaseSchema().dump(owned(Database, principal, ident, "database"))
+    return schemas.shared(schemas.DatabaseSchema).dump(owned(Database, principal, ident, "database"))
 
 
 def etag(answer: dict) -> str:
@@ -53,14 +53,14 @@ def etag(answer: dict) -> str:
 
 def create_database(principal: Principal, payload: dict) -> dict:
     """Register a database under one of the caller's connections (status `registered`)."""
-    create = schemas.DatabaseSchema(only=schemas.DatabaseSchema.CREATE_FIELDS)
+    create = schemas.shared(schemas.DatabaseSchema, only=schemas.DatabaseSchema.CREATE_FIELDS)
     data = schemas.load(create, payload)
     with db.atomic():
         connection = Connection.lock_owned(principal.customer_id, data.pop("connection_id"))
         if connection is None:
             raise InvalidRequest("connectionId: no such connection in this account")
         row = insert_database(principal, connection, data)
-    return schemas.DatabaseSchema().dump(row)
+    return schemas.shared(schemas.DatabaseSchema).dump(row)
 
 
 def insert_database(principal: Principal, connection: Connection, data: dict, *, path: str = "") -> Database:
@@ -97,12 +97,12 @@ def update_database(principal: Principal, ident, payload: dict, *, if_match: str
     With `if_match`, 412 precondition_failed unless it matches the database's ETag,
     checked under the database's row lock, which the update is written under.
     """
-    update = schemas.DatabaseSchema(only=schemas.DatabaseSchema.UPDATE_FIELDS)
+    update = schemas.shared(schemas.DatabaseSchema, only=schemas.DatabaseSchema.UPDATE_FIELDS)
     data = schemas.load(update, payload, partial=True)
     row = owned(Database, principal, ident, "database")
     if not data:
         _ensure_unchanged(row, if_match)
-        return schemas.DatabaseSchema().dump(row)
+        return schemas.shared(schemas.DatabaseSchema).dump(row)
     with db.atomic():
         connection = Connection.lock_owned(principal.customer_id, row.connection_id)
         # Read again under the locks (the connection's, then the database's: no writer takes
@@ -114,7 +114,7 @@ def update_database(principal: Principal, ident, payload: dict, *, if_match: str
         changes = {column: value for column, value in data.items() if getattr(row, column) != value}
         _check_changes(principal, connection, row, changes)
         if not changes:
-            return schemas.DatabaseSchema().dump(row)
+            return schemas.shared(schemas.DatabaseSchema).dump(row)
         changes["updated_at"] = utcnow()
         try:
             Database.update(**changes).where(Database.id == row.id).execute()
@@ -125,7 +125,7 @@ def update_database(principal: Principal, ident, payload: dict, *, if_match: str
             raise conflict from None
         for column, value in changes.items():
             setattr(row, column, value)
-    return schemas.DatabaseSchema().dump(row)
+    return schemas.shared(schemas.DatabaseSchema).dump(row)
 
 
 def delete_database(principal: Principal, ident, *, if_match: str | None = None) -> None:
@@ -164,7 +164,7 @@ def apply_sync_policy(connection: Connection) -> None:
 
 def _ensure_unchanged(row: Database, if_match: str | None) -> None:
     """412 unless `if_match` (None: no precondition) matches the database as stored now."""
-    etags.ensure_matches(if_match, schemas.DatabaseSchema().dump(row), f"database {row.id}")
+    etags.ensure_matches(if_match, schemas.shared(schemas.DatabaseSchema).dump(row), f"database {row.id}")
 
 
 def _check_changes(principal: Principal, connection: Connection, row: Database, changes: dict) -> None:

@@ -29,7 +29,7 @@ def owned(model, principal, ident, what: str, *, lock: bool = False):
     if lock:
         row = model.lock_owned(principal.customer_id, row_id)
     else:
-        row = model.owned_by(principal.customer_id).where(model.id == row_id).first()
+        row = model.find_owned(principal.customer_id, row_id)
     if row is None:
         raise NotFound(f"{what} {ident} was not found")
     return row

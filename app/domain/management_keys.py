@@ -11,7 +11,7 @@ from app.domain import pagination, schemas
 from app.domain.ids import owned
 from app.domain.principal import Principal
 from app.storage.database import db
-from app.storage.models import Customer, ManagementKey, utcnow
+from app.storage.models import ManagementKey, utcnow
 
 PREFIX = "rmk_"
 # lastUsedAt is written at most this often per key: one write per request
@@ -39,8 +39,7 @@ def authenticate(token: str) -> Principal | None:
     key_id, _, secret = token[len(PREFIX):].partition(".")
     if not key_id or not secret or len(key_id) > 32:
         return None
-    row = (ManagementKey.select(ManagementKey, Customer).join(Customer)
-           .where(ManagementKey.key_id == key_id).first())
+    row = ManagementKey.with_owner(key_id)
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
         return None
     now = utcnow()
@@ -48,22 +47,21 @@ def authenticate(token: str) -> Principal | None:
         return None
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         ManagementKey.update(last_used_at=now).where(ManagementKey.id == row.id).execute()
-    return Principal(customer_id=row.customer.id, key_id=key_id,
-                     is_admin=row.customer.is_admin, plan=row.customer.plan)
+    return Principal(customer_id=row.customer_id, key_id=key_id, is_admin=row.is_admin, plan=row.plan)
 
 
 def create_key(principal: Principal, payload: dict) -> dict:
-    data = schemas.load(schemas.ManagementKeySchema(), payload)
+    data = schemas.load(schemas.shared(schemas.ManagementKeySchema), payload)
     with db.atomic():
         row, key = mint(principal.customer_id, data["name"], data["expires_at"])
     row.key = key
-    return schemas.ManagementKeySchema().dump(row)
+    return schemas.shared(schemas.ManagementKeySchema).dump(row)
 
 
 def list_keys(principal: Principal, *, limit: int | None = None, cursor: str | None = None) -> pagination.Page:
     """One page of the account's keys, revoked ones included, oldest first."""
     return pagination.page(ManagementKey.owned_by(principal.customer_id), limit, cursor,
-                           schemas.ManagementKeySchema(exclude=("key",), many=True).dump)
+                           schemas.shared(schemas.ManagementKeySchema, exclude=("key",), many=True).dump)
 
 
 def revoke_key(principal: Principal, ident) -> None:

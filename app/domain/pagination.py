@@ -67,7 +67,12 @@ def page(query: ModelSelect, limit: int | None, cursor: str | None, dump: Callab
         # The values go through the fields' converters: SQLite stores ids as hex text.
         query = query.where(Tuple(*order) > Tuple(model.created_at.db_value(created_at),
                                                   model.id.db_value(row_id)))
-    rows = list(query.order_by(*order).limit(limit + 1))
+    return page_of_rows(list(query.order_by(*order).limit(limit + 1)), limit, dump)
+
+
+def page_of_rows(rows: list, limit: int, dump: Callable[[list], list]) -> Page:
+    """The page of `rows`, the first `limit + 1` rows of a query in (created_at, id) order
+    (one more than the page, to learn whether a next one exists), dumped by `dump`."""
     more = len(rows) > limit
     rows = rows[:limit]
     items = dump(rows)

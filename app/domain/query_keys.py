@@ -22,7 +22,7 @@ from app.storage.models import Database, QueryKey, utcnow
 
 
 def create_key(principal: Principal, database_ident, payload: dict) -> dict:
-    data = schemas.load(schemas.QueryKeySchema(), payload)
+    data = schemas.load(schemas.shared(schemas.QueryKeySchema), payload)
     with db.atomic():
         database = _lock(principal, database_ident)
         secret = _database_secret(database)
@@ -30,7 +30,7 @@ def create_key(principal: Principal, database_ident, payload: dict) -> dict:
                               key_id=secrets.token_hex(8), **data)
         publish(database)
     row.key = make_query_key(secret, row.key_id)
-    return schemas.QueryKeySchema().dump(row)
+    return schemas.shared(schemas.QueryKeySchema).dump(row)
 
 
 def list_keys(principal: Principal, database_ident, *, limit: int | None = None,
@@ -38,7 +38,7 @@ def list_keys(principal: Principal, database_ident, *, limit: int | None = None,
     """One page of the database's live keys, oldest first."""
     database = owned(Database, principal, database_ident, "database")
     return pagination.page(QueryKey.live_for(database.id), limit, cursor,
-                           schemas.QueryKeySchema(exclude=("key",), many=True).dump)
+                           schemas.shared(schemas.QueryKeySchema, exclude=("key",), many=True).dump)
 
 
 def revoke_key(principal: Principal, database_ident, key_ident) -> None:

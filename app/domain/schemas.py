@@ -13,6 +13,7 @@ proves the two never drift. Rules that need stored state live in the services.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from marshmallow import (
     EXCLUDE,
@@ -247,6 +248,18 @@ class SchemaConfigSchema(OutputSchema):
 
 
 # -- loading -----------------------------------------------------------------
+
+
+@functools.cache
+def shared(schema_class: type[Schema], *, only: tuple[str, ...] | None = None,
+           exclude: tuple[str, ...] = (), many: bool = False) -> Schema:
+    """The one instance of `schema_class` with these options, built at first use.
+
+    A schema keeps no per-call state (dump and load take everything as arguments), and
+    building one deep-copies every declared field: per request, that cost more than the
+    dump itself (docs/control-plane-performance.md).
+    """
+    return schema_class(only=only, exclude=exclude, many=many)
 
 
 def load(schema: Schema, payload, *, partial: bool = False) -> dict:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 import uuid
+from typing import NamedTuple
 
 from peewee import (
     BigIntegerField,
@@ -21,6 +22,10 @@ from peewee import (
 )
 
 from app.storage.database import db, is_sqlite
+from app.storage.prebuilt import PrebuiltInsert, PrebuiltSelect, PrebuiltUpdate
+
+# Database.first_live_on's statements, by row count.
+_FIRST_LIVE_ON: dict[int, PrebuiltSelect] = {}
 
 
 def utcnow() -> dt.datetime:
@@ -70,16 +75,34 @@ class BaseModel(Model):
         return cls.select().where(cls.customer == customer_id)
 
     @classmethod
+    def find_owned(cls, customer_id, row_id):
+        """The row `row_id` of `customer_id` (`owned_by`), or None: one prebuilt statement."""
+        return cls._prebuilt_owned(lock=False).first(customer_id, row_id)
+
+    @classmethod
     def lock_owned(cls, customer_id, row_id):
         """The row `row_id` of `customer_id`, row-locked until the transaction ends (None if absent).
 
         SQLite has no row locks; there every transaction is BEGIN IMMEDIATE (see
         app.storage.database), which serialises writers.
         """
-        query = cls.owned_by(customer_id).where(cls.id == row_id)
-        if not is_sqlite():
-            query = query.for_update()
-        return query.first()
+        return cls._prebuilt_owned(lock=True).first(customer_id, row_id)
+
+    @classmethod
+    def _prebuilt_owned(cls, *, lock: bool) -> PrebuiltSelect:
+        # Per model class (not inherited: each has its own table) and lock mode.
+        key = f"_prebuilt_owned_{'lock' if lock else 'read'}"
+        select = cls.__dict__.get(key)
+        if select is None:
+            def build(customer_id, row_id):
+                query = cls.owned_by(customer_id).where(cls.id == row_id)
+                if lock and not is_sqlite():
+                    query = query.for_update()
+                return query.limit(1)
+
+            select = PrebuiltSelect(cls, build, (cls.customer, cls.id))
+            setattr(cls, key, select)
+        return select
 
 
 class Resource(BaseModel):
@@ -94,6 +117,16 @@ class Resource(BaseModel):
         values.setdefault("created_at", now)
         values.setdefault("updated_at", values["created_at"])
         return super().create(**values)
+
+    @classmethod
+    def update_row(cls, row_id, **changes) -> int:
+        """Set `changes` on the row `row_id`: one prebuilt statement per set of columns
+        (a connection's rename sends it on every PATCH); returns the rows changed."""
+        update = cls.__dict__.get("_prebuilt_update")
+        if update is None:
+            update = PrebuiltUpdate(cls)
+            cls._prebuilt_update = update
+        return update.execute(row_id, changes)
 
     @classmethod
     def active(cls):
@@ -128,6 +161,33 @@ class ManagementKey(BaseModel):
     expires_at = DateTimeField(null=True)
     revoked_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
+
+    @classmethod
+    def with_owner(cls, key_id: str) -> KeyWithOwner | None:
+        """The key `key_id` and what authentication needs of its customer: one prebuilt
+        statement (every authenticated request sends it)."""
+        rows = _KEY_WITH_OWNER.tuples(key_id)
+        return KeyWithOwner(*rows[0]) if rows else None
+
+
+class KeyWithOwner(NamedTuple):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    secret_hash: str
+    last_used_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    is_admin: bool
+    plan: str
+
+
+_KEY_WITH_OWNER = PrebuiltSelect(
+    ManagementKey,
+    lambda key_id: (ManagementKey.select(ManagementKey.id, ManagementKey.customer, ManagementKey.secret_hash,
+                                         ManagementKey.last_used_at, ManagementKey.expires_at,
+                                         ManagementKey.revoked_at, Customer.is_admin, Customer.plan)
+                    .join(Customer).where(ManagementKey.key_id == key_id).limit(1)),
+    (ManagementKey.key_id,))
 
 
 class Connection(Resource):
@@ -212,6 +272,18 @@ class Database(Resource):
     def active_on(cls, connection_id):
         """The live databases of one connection."""
         return cls.active().where(cls.connection == connection_id)
+
+    @classmethod
+    def first_live_on(cls, connection_id, count: int) -> list:
+        """The first `count` live databases of one connection, in list order (created_at, id):
+        one prebuilt statement (GET /connections/{id} embeds them)."""
+        select = _FIRST_LIVE_ON.get(count)
+        if select is None:
+            select = _FIRST_LIVE_ON.setdefault(count, PrebuiltSelect(
+                cls, lambda connection_id: (cls.active_on(connection_id)
+                                            .order_by(cls.created_at, cls.id).limit(count)),
+                (cls.connection,)))
+        return select.rows(connection_id)
 
 
 class QueryKey(BaseModel):
@@ -337,5 +409,13 @@ class AuditEntry(BaseModel):
     replayed = BooleanField(default=False)
     created_at = DateTimeField(default=utcnow)
 
+    @classmethod
+    def insert_row(cls, **values) -> None:
+        """Insert one entry (`id` and `created_at` default): one prebuilt statement (every
+        mutating request writes one)."""
+        _INSERT_AUDIT_ENTRY.execute(values)
+
+
+_INSERT_AUDIT_ENTRY = PrebuiltInsert(AuditEntry)
 
 ALL_MODELS = (*ALL_MODELS, IdempotencyRecord, AuditEntry)
