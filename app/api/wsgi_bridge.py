@@ -37,6 +37,8 @@ class BufferedWSGI:
             await send({"type": "websocket.close", "code": 1000})
             return
         body = await _read_body(receive)
+        if body is None:
+            return   # the client left before its request was whole: nothing runs
         environ = build_environ(scope, io.BytesIO(body))
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
@@ -76,14 +78,13 @@ class BufferedWSGI:
             await send({"type": "lifespan.shutdown.complete"})
 
 
-async def _read_body(receive) -> bytes:
-    """The whole request body (empty when the client disconnected)."""
+async def _read_body(receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected before sending it all."""
     chunks = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
