@@ -17,6 +17,7 @@ when its last reader is done; a reader process holds its generations in one
 from __future__ import annotations
 
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -205,18 +206,91 @@ def _load_table(connection, source, artifact, table: Table, batch_size, guard, c
     count = 0
     connection.execute("BEGIN")
     try:
-        for batch in source.stream_rows(table, where=where, batch_size=batch_size):
-            if cancelled():
-                raise LoadCancelled()
-            connection.executemany(insert, batch)
-            count += len(batch)
-            guard.check()
+        read = _read_ahead if getattr(source, "read_ahead", False) else _read_inline
+        with read(lambda: source.stream_rows(table, where=where,
+                                             batch_size=batch_size)) as batches:
+            for batch in batches:
+                if cancelled():
+                    raise LoadCancelled()
+                connection.executemany(insert, batch)
+                count += len(batch)
+                guard.check()
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
     return count
+
+
+_DONE = object()
+
+
+@contextmanager
+def _read_inline(open_batches):
+    """The batches of `open_batches()`, read when the caller asks for the next one."""
+    batches = open_batches()
+    try:
+        yield batches
+    finally:
+        batches.close()
+
+
+@contextmanager
+def _read_ahead(open_batches):
+    """The batches of `open_batches()`, read on a helper thread one batch ahead.
+
+    While SQLite inserts one batch, the next is read: the source's server produces it and
+    the driver receives it (both release the GIL) at the same time, instead of after. At
+    most two batches are held besides the one being read (the memory the runtime reserve
+    counts, docs/instance.md). Leaving the block early (an error, a cancelled load, the
+    memory cap) stops the reader and waits for it: the source's connection is free again
+    when the block ends. An error of the source is raised here, in the caller's thread.
+    """
+    handoff = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        """Hand `item` over once the caller has taken the previous one; False when it left."""
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        batches = None
+        try:
+            batches = open_batches()
+            for batch in batches:
+                if not offer((batch, None)):
+                    return
+            offer((_DONE, None))
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            offer((_DONE, exc))
+        finally:
+            if batches is not None:
+                batches.close()   # the source's cursor is closed on this thread
+
+    def received():
+        while True:
+            batch, error = handoff.get()
+            if batch is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield batch
+
+    reader = threading.Thread(target=read, name="rx-load-read", daemon=True)
+    reader.start()
+    try:
+        yield received()
+    finally:
+        # A reader still handing over batches sees `stop` within one put timeout.
+        stop.set()
+        reader.join()
 
 
 def source_filter(table: Table, backend: str):
@@ -257,8 +331,13 @@ def rowid_key(table: Table) -> str | None:
 
 
 def index_statements(artifact: SchemaArtifact) -> list[str]:
-    """CREATE INDEX statements: primary keys (unique) and both ends of every relation."""
+    """CREATE INDEX statements: primary keys (unique) and both ends of every relation.
+
+    None on a table's rowid key (`rowid_key`): the table itself is that index, and building
+    a copy of it took about a third of the index time of the benchmark's tables.
+    """
     names = {t.alias: t.name for t in artifact.tables}
+    rowid = {(t.name, (key,)) for t in artifact.tables if (key := rowid_key(t)) is not None}
     wanted: dict[tuple[str, tuple[str, ...]], bool] = {}
     for table in artifact.tables:
         if table.primary_key:
@@ -268,6 +347,8 @@ def index_statements(artifact: SchemaArtifact) -> list[str]:
                                (relation.target, relation.target_columns)):
             if alias in names and columns:
                 wanted.setdefault((names[alias], tuple(columns)), False)
+    for key in rowid:
+        wanted.pop(key, None)
     statements = []
     for number, ((table_name, columns), unique) in enumerate(wanted.items()):
         kind = "UNIQUE INDEX" if unique else "INDEX"
