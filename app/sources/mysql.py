@@ -487,7 +487,9 @@ def _streamed_batches(cursor, batch_size: int, convert) -> Iterator[list[tuple]]
     """
     result = cursor._result
     connection = result.connection
-    fields = result.converters
+    # int() and float() read ASCII bytes as they read the decoded text: no decode for numbers.
+    fields = [(None if converter in (int, float) else encoding, converter)
+              for encoding, converter in result.converters]
     rfile = connection._rfile
     seq = connection._next_seq_id
     buffer, at = b"", 0
