@@ -23,6 +23,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 
 from app.contracts.artifact import SchemaArtifact, Table
 from app.instance.memory import release_free_memory
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 BATCH_SIZE = 5000
+ROWS_PER_INSERT = 50
 
 _SQLITE_TYPES = {
     "integer": "INTEGER", "boolean": "INTEGER",
@@ -200,8 +202,7 @@ def _discard(connection) -> None:
 
 
 def _load_table(connection, source, artifact, table: Table, batch_size, guard, cancelled) -> int:
-    insert = (f"INSERT INTO {quote(table.name)} VALUES "
-              f"({', '.join('?' for _ in table.columns)})")
+    store = _Inserter(connection, table)
     where = source_filter(table, artifact.backend)
     count = 0
     connection.execute("BEGIN")
@@ -212,7 +213,7 @@ def _load_table(connection, source, artifact, table: Table, batch_size, guard, c
             for batch in batches:
                 if cancelled():
                     raise LoadCancelled()
-                connection.executemany(insert, batch)
+                store.insert(batch)
                 count += len(batch)
                 guard.check()
         connection.execute("COMMIT")
@@ -221,6 +222,36 @@ def _load_table(connection, source, artifact, table: Table, batch_size, guard, c
             connection.execute("ROLLBACK")
         raise
     return count
+
+
+class _Inserter:
+    """Inserts rows into one table, ROWS_PER_INSERT rows per INSERT statement.
+
+    One statement per row costs SQLite a step and a reset per row (and the sqlite3 module a
+    GIL round trip); 50 rows per statement stored the benchmark's rows in about 0.7 of the
+    time. The rows keep their order, so implicit rowids are the same.
+    """
+
+    def __init__(self, connection, table: Table):
+        self.connection = connection
+        width = len(table.columns)
+        variables = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self.rows_per_statement = max(1, min(ROWS_PER_INSERT, variables // max(width, 1)))
+        one = f"({', '.join('?' * width)})"
+        into = f"INSERT INTO {quote(table.name)} VALUES "
+        self.insert_one = into + one
+        self.insert_many = into + ", ".join([one] * self.rows_per_statement)
+
+    def insert(self, rows) -> None:
+        step = self.rows_per_statement
+        whole = len(rows) - len(rows) % step
+        if step > 1 and whole:
+            self.connection.executemany(self.insert_many, (
+                list(chain.from_iterable(rows[at:at + step])) for at in range(0, whole, step)))
+        else:
+            whole = 0
+        if whole < len(rows):
+            self.connection.executemany(self.insert_one, rows[whole:])
 
 
 _DONE = object()

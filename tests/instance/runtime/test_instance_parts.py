@@ -27,6 +27,7 @@ from app.instance.snapshot import (
     Snapshot,
     SnapshotHolder,
     SnapshotTooLarge,
+    _Inserter,
     index_statements,
 )
 from app.sources import SourceError, open_source
@@ -307,6 +308,29 @@ class TestLoader:
         with pytest.raises(LoadCancelled):
             Snapshot.load(artifact, source, cancelled=lambda: source.batches_read >= 3)
         assert source.closed and _load_readers() == []
+
+    def test_rows_keep_their_order_and_values_across_multi_row_inserts(self):
+        log = Table("log", (Column("at", "text"), Column("n", "integer"), Column("raw", "binary")))
+        rows = [(f"t{n}", n if n % 7 else None, bytes([n % 256])) for n in range(123)]
+        source = FailingSource([rows[:100], rows[100:]], None)
+        snapshot = Snapshot.load(SchemaArtifact("postgres", "x", (log,)), source)
+        try:
+            assert snapshot.connection.execute(
+                "SELECT at, n, raw FROM log ORDER BY rowid").fetchall() == rows
+        finally:
+            snapshot.close()
+
+    def test_rows_per_insert_fit_sqlites_variable_limit(self):
+        connection = sqlite3.connect(":memory:")
+        connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)
+        wide = Table("w", (Column("a", "integer"), Column("b", "integer"), Column("c", "integer")))
+        connection.execute("CREATE TABLE w (a, b, c)")
+        inserter = _Inserter(connection, wide)
+        assert inserter.rows_per_statement == 3
+        inserter.insert([(n, n, n) for n in range(8)])
+        assert connection.execute("SELECT a FROM w ORDER BY rowid").fetchall() == [
+            (n,) for n in range(8)]
+        connection.close()
 
     def test_index_statements_cover_keys_and_relations(self):
         statements = index_statements(blog_artifact("mysql", "x"))
