@@ -5,8 +5,9 @@ describes, in memory (tests, tools) or, for a served instance, in a
 generation file on tmpfs that reader processes open (app/instance/store.py):
 every artifact table is created (a one-column integer primary key as the
 rowid), filled from the source in batches (rows already in snapshot storage
-types), then indexed on primary keys and on both ends of every relation and
-analysed. An in-memory snapshot is then read-only; a file is left in WAL mode
+types; a source with `read_ahead` is read one batch ahead on a helper thread),
+then indexed on primary keys (but a rowid) and on both ends of every relation
+and analysed. An in-memory snapshot is then read-only; a file is left in WAL mode
 for the writer (CDC), and a full refresh builds a new one.
 
 `SnapshotHolder` leases what it holds to readers and closes a replaced one
