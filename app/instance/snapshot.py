@@ -274,7 +274,7 @@ def _read_ahead(open_batches):
 
     While SQLite inserts one batch, the next is read: the source's server produces it and
     the driver receives it (both release the GIL) at the same time, instead of after. At
-    most two batches are held besides the one being read (the memory the runtime reserve
+    most two batches are held besides the one being stored (the memory the runtime reserve
     counts, docs/instance.md). Leaving the block early (an error, a cancelled load, the
     memory cap) stops the reader and waits for it: the source's connection is free again
     when the block ends. An error of the source is raised here, in the caller's thread.

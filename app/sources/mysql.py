@@ -501,9 +501,7 @@ def _streamed_batches(cursor, batch_size: int, convert) -> Iterator[list[tuple]]
                 buffer, at = _more(rfile, buffer[at:], 4), 0
             length = buffer[at] | buffer[at + 1] << 8 | buffer[at + 2] << 16
             if buffer[at + 3] != seq:
-                connection._force_close()
-                raise pymysql.err.InternalError(f"Packet sequence number wrong - got "
-                                                f"{buffer[at + 3]} expected {seq}")
+                raise _out_of_sequence(connection, buffer[at + 3], seq)
             seq = (seq + 1) % 256
             end = at + 4 + length
             if end > len(buffer):
@@ -519,9 +517,7 @@ def _streamed_batches(cursor, batch_size: int, convert) -> Iterator[list[tuple]]
                         buffer, at = _more(rfile, buffer[at:], 4), 0
                     length = buffer[at] | buffer[at + 1] << 8 | buffer[at + 2] << 16
                     if buffer[at + 3] != seq:
-                        connection._force_close()
-                        raise pymysql.err.InternalError(f"Packet sequence number wrong - got "
-                                                        f"{buffer[at + 3]} expected {seq}")
+                        raise _out_of_sequence(connection, buffer[at + 3], seq)
                     seq = (seq + 1) % 256
                     end = at + 4 + length
                     if end > len(buffer):
@@ -557,6 +553,15 @@ def _streamed_batches(cursor, batch_size: int, convert) -> Iterator[list[tuple]]
         connection._force_close()
         raise pymysql.err.OperationalError(_LOST, f"Lost connection to MySQL server during "
                                                   f"query ({exc})") from None
+
+
+def _out_of_sequence(connection, got: int, expected: int) -> pymysql.MySQLError:
+    """What PyMySQL raises for a packet out of sequence; the connection is closed."""
+    connection._force_close()
+    if got == 0:   # MariaDB's error packet when it shuts down
+        return pymysql.err.OperationalError(_LOST, "Lost connection to MySQL server during query")
+    return pymysql.err.InternalError(f"Packet sequence number wrong - got {got} expected "
+                                     f"{expected}")
 
 
 def _more(rfile, kept: bytes, wanted: int) -> bytes:
