@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 BATCH_SIZE = 5000
 ROWS_PER_INSERT = 50
+ANALYSIS_LIMIT = 1000
 
 _SQLITE_TYPES = {
     "integer": "INTEGER", "boolean": "INTEGER",
@@ -149,6 +150,10 @@ class Snapshot:
                     raise LoadCancelled()
                 _create_index(connection, sql)
                 guard.check()
+            # Statistics from the first ANALYSIS_LIMIT entries of each index (what SQLite
+            # recommends for its own PRAGMA optimize): the benchmark's row counts came out
+            # within 10 % and its rows per key the same, in 0.1 ms instead of 12.
+            connection.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
             connection.execute("ANALYZE")
             guard.check()
             if path is None:
