@@ -159,6 +159,11 @@ class Source:
     backend = ""
     server = ""                  # the server's name in messages: "MySQL", "PostgreSQL"
     driver_errors: tuple = ()    # what the driver raises for the server, the network or the SQL
+    # Whether a load should read the next batch on a helper thread while it stores one: true
+    # when the driver waits for the server once per batch with the GIL released and decodes
+    # in C (psycopg2's server-side cursor); false when decoding is Python work that would only
+    # compete for the GIL with the inserts (PyMySQL, whose server streams ahead anyway).
+    read_ahead = False
     _connection = None           # the driver's connection; None when closed
 
     def __init__(self, credentials: SourceCredentials, *, connect_timeout: int = 10):
@@ -305,6 +310,11 @@ def assemble_schema(backend: str, schema: str, names, columns: dict, primary_key
 
 
 def converted_batches(cursor, batch_size: int, convert) -> Iterator[list[tuple]]:
-    """The rows of an executed `cursor`, `batch_size` at a time, each through `convert`."""
+    """The rows of an executed `cursor`, `batch_size` at a time, each through `convert`
+    (`tuple`, from `values.row_converter` when no column needs one: the rows as fetched)."""
+    if convert is tuple:
+        while rows := cursor.fetchmany(batch_size):
+            yield rows
+        return
     while rows := cursor.fetchmany(batch_size):
         yield [convert(row) for row in rows]

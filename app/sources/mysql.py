@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pymysql
 import pymysql.cursors
+import pymysql.protocol
 from pymysql.constants import FIELD_TYPE
 from pymysql.converters import conversions, through
 
@@ -21,7 +22,6 @@ from app.sources.base import (
     SourceError,
     SourceSchema,
     assemble_schema,
-    converted_batches,
     scrub,
 )
 
@@ -277,7 +277,9 @@ class MySQLSource(Source):
         expressions, converters = [], []
         for column, (data_type, _) in zip(table.columns, found, strict=True):
             expression = quote_identifier(column.name)
-            if data_type == "bit":   # BIT arrives as raw bytes; + 0 makes it a number
+            if column.type == "boolean":   # 0/1 from the server: no conversion per row here
+                expression = f"({expression} <> 0)"
+            elif data_type == "bit":   # BIT arrives as raw bytes; + 0 makes it a number
                 expression = f"({expression} + 0)"
             expressions.append(expression)
             converters.append(_converter(column.type, data_type))
@@ -452,7 +454,7 @@ class MySQLSource(Source):
             cursor = self._conn.cursor(pymysql.cursors.SSCursor)
             self._active_cursor = cursor
             cursor.execute(sql, params)
-            yield from converted_batches(cursor, batch_size, convert)
+            yield from _streamed_batches(cursor, batch_size, convert)
             finished = True
         except _DRIVER_ERRORS as exc:
             finished = True  # the connection is unusable after a failed read anyway
@@ -466,10 +468,144 @@ class MySQLSource(Source):
                 self._abandon(cursor)
 
 
+_NULL_FIELD = 0xFB           # a field's length byte for NULL
+_LONG_PACKET = 0xFFFFFF      # a payload this long continues in the next packet
+_LOST = 2013                 # CR_SERVER_LOST, as PyMySQL raises it
+_READ_SIZE = 256 * 1024      # bytes taken from the socket at a time
+
+
+def _streamed_batches(cursor, batch_size: int, convert) -> Iterator[list[tuple]]:
+    """The rows of an executed unbuffered query (`SSCursor`), `batch_size` at a time, each
+    through `convert`; every value decoded exactly as PyMySQL decodes it (its per-column
+    `(encoding, converter)` pairs).
+
+    PyMySQL builds a packet object per row and makes four calls per field, which was most of
+    a MariaDB load; this reads the socket in large blocks and splits the row packets and their
+    fields in one loop (the text protocol: a 4-byte header, then length-prefixed fields). The
+    end of the rows and an error are handed to PyMySQL's own packet code, so the connection's
+    state after the result is the one PyMySQL leaves.
+    """
+    result = cursor._result
+    connection = result.connection
+    # int() and float() read ASCII bytes as they read the decoded text: no decode for numbers.
+    fields = [(None if converter in (int, float) else encoding, converter)
+              for encoding, converter in result.converters]
+    rfile = connection._rfile
+    seq = connection._next_seq_id
+    buffer, at = b"", 0
+    rows = []
+    try:
+        while True:
+            # One whole packet at `at`, reading more of the socket when it is not all there.
+            if len(buffer) - at < 4:
+                buffer, at = _more(rfile, buffer[at:], 4), 0
+            length = buffer[at] | buffer[at + 1] << 8 | buffer[at + 2] << 16
+            if buffer[at + 3] != seq:
+                raise _out_of_sequence(connection, buffer[at + 3], seq)
+            seq = (seq + 1) % 256
+            end = at + 4 + length
+            if end > len(buffer):
+                buffer, at = _more(rfile, buffer[at:], 4 + length), 0
+                end = 4 + length
+            first = buffer[at + 4] if length else 0
+            if length >= _LONG_PACKET or first == 0xFF or (first == 0xFE and length < 9):
+                # A payload of 16 MiB or more, an error, or the end of the rows.
+                payload = buffer[at + 4:end]
+                while length >= _LONG_PACKET:   # the payload goes on in the next packet
+                    at = end
+                    if len(buffer) - at < 4:
+                        buffer, at = _more(rfile, buffer[at:], 4), 0
+                    length = buffer[at] | buffer[at + 1] << 8 | buffer[at + 2] << 16
+                    if buffer[at + 3] != seq:
+                        raise _out_of_sequence(connection, buffer[at + 3], seq)
+                    seq = (seq + 1) % 256
+                    end = at + 4 + length
+                    if end > len(buffer):
+                        buffer, at = _more(rfile, buffer[at:], 4 + length), 0
+                        end = 4 + length
+                    payload += buffer[at + 4:end]
+                connection._next_seq_id = seq
+                packet = pymysql.protocol.MysqlPacket(payload, connection.encoding)
+                if packet.is_error_packet():
+                    result.unbuffered_active = False
+                    packet.raise_for_error()
+                if result._check_packet_is_eof(packet):
+                    if end != len(buffer) or result.has_next:
+                        # Nothing may follow one SELECT's rows; what did would be lost.
+                        connection._force_close()
+                        raise pymysql.err.InternalError("unexpected data after the rows")
+                    result.unbuffered_active = False
+                    result.connection = None
+                    result.rows = None
+                    break
+                rows.append(_row(payload, 0, len(payload), fields))
+            else:
+                rows.append(_row(buffer, at + 4, end, fields))
+            at = end
+            if len(rows) >= batch_size:
+                connection._next_seq_id = seq
+                yield rows if convert is tuple else [convert(row) for row in rows]
+                rows = []
+        connection._next_seq_id = seq
+        if rows:
+            yield rows if convert is tuple else [convert(row) for row in rows]
+    except OSError as exc:
+        connection._force_close()
+        raise pymysql.err.OperationalError(_LOST, f"Lost connection to MySQL server during "
+                                                  f"query ({exc})") from None
+
+
+def _out_of_sequence(connection, got: int, expected: int) -> pymysql.MySQLError:
+    """What PyMySQL raises for a packet out of sequence; the connection is closed."""
+    connection._force_close()
+    if got == 0:   # MariaDB's error packet when it shuts down
+        return pymysql.err.OperationalError(_LOST, "Lost connection to MySQL server during query")
+    return pymysql.err.InternalError(f"Packet sequence number wrong - got {got} expected "
+                                     f"{expected}")
+
+
+def _more(rfile, kept: bytes, wanted: int) -> bytes:
+    """`kept` followed by what the socket has next, at least `wanted` bytes in all."""
+    parts = [kept]
+    have = len(kept)
+    while have < wanted:
+        data = rfile.read1(max(_READ_SIZE, wanted - have))
+        if not data:
+            raise OSError("the server closed the connection")
+        parts.append(data)
+        have += len(data)
+    return b"".join(parts)
+
+
+def _row(data: bytes, position: int, end: int, fields) -> tuple:
+    """The fields of one text-protocol row (`data[position:end]`), as PyMySQL decodes them."""
+    row = []
+    for encoding, converter in fields:
+        if position >= end:
+            break   # fewer fields than columns: PyMySQL stops there too
+        size = data[position]
+        position += 1
+        if size >= _NULL_FIELD:
+            if size == _NULL_FIELD:
+                row.append(None)
+                continue
+            width = (2, 3, 8)[size - 0xFC]
+            size = int.from_bytes(data[position:position + width], "little")
+            position += width
+        value = data[position:position + size]
+        position += size
+        if encoding is not None:
+            value = value.decode(encoding)
+        if converter is not None:
+            value = converter(value)
+        row.append(value)
+    return tuple(row)
+
+
 def _converter(kind: str, data_type: str):
     """The storage conversion of one column, or None when none is needed."""
     if kind == "boolean":
-        return values.to_bool
+        return None   # read as (column <> 0): already 0, 1 or NULL
     if kind == "date":
         return values.date_text
     if kind == "datetime":

@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Iterator
 
 import psycopg2
+import psycopg2.extensions
 
 from app.contracts import artifact
 from app.contracts.sql import quote_identifier as quote_for
@@ -37,6 +38,12 @@ _UNREACHABLE_TEXT = ("could not connect", "connection refused", "could not trans
 
 # Errors a driver raises for the server, the network or the SQL.
 _DRIVER_ERRORS = (psycopg2.Error, OSError)
+
+# numeric read as a float by psycopg2's own C caster for float8 (the rows' cursor only):
+# no Decimal is built per value.
+_NUMERIC_OID = 1700
+_NUMERIC_AS_FLOAT = psycopg2.extensions.new_type((_NUMERIC_OID,), "RX_NUMERIC_AS_FLOAT",
+                                                 psycopg2.extensions.FLOAT)
 
 
 def quote_identifier(name: str) -> str:
@@ -89,6 +96,7 @@ class PostgresSource(Source):
     backend = "postgres"
     server = "PostgreSQL"
     driver_errors = _DRIVER_ERRORS
+    read_ahead = True   # each FETCH waits for the server; psycopg2 decodes in C
 
     def __init__(self, credentials: SourceCredentials, *, connect_timeout: int = 10):
         super().__init__(credentials, connect_timeout=connect_timeout)
@@ -365,6 +373,7 @@ class PostgresSource(Source):
             # A named cursor is a server-side cursor: only one batch is in memory.
             cursor = self._conn.cursor(name=f"rx_stream_{next(self._cursor_names)}")
             cursor.itersize = batch_size
+            psycopg2.extensions.register_type(_NUMERIC_AS_FLOAT, cursor)
             self._active_cursor = cursor
             cursor.execute(sql, params)
             yield from converted_batches(cursor, batch_size, convert)
@@ -388,13 +397,21 @@ def _named_tables(names: list[str], template: str) -> list[str]:
 
 
 def _read(quoted: str, kind: str, type_name: str, category: str):
-    """The SELECT expression and the storage conversion of one column."""
+    """The SELECT expression and the storage conversion of one column (None: the value
+    arrives in storage form, so no Python runs per row for it).
+
+    Conversions are done in SQL where PostgreSQL can do them exactly like
+    app/sources/values.py: booleans as 0/1, infinite and BC dates and timestamps as NULL,
+    timestamps as ISO text with 'T' (and 'Z', in UTC, when zoned). Numerics arrive as
+    their text and become floats in psycopg2's C caster (`_NUMERIC_AS_FLOAT`), as
+    `float(Decimal)` would (NaN, and infinity past the float range, included).
+    """
     if kind == "boolean":
-        return quoted, values.to_bool
+        return f"{quoted}::int", None
     if kind == "binary":
         return quoted, values.to_bytes
     if kind == "decimal":
-        return (f"{quoted}::numeric" if type_name == "money" else quoted), values.to_float
+        return f"{quoted}::numeric", None   # money and domains too: the caster keys on numeric
     if kind in ("integer", "float"):
         return quoted, None
     if kind == "json":
@@ -402,11 +419,16 @@ def _read(quoted: str, kind: str, type_name: str, category: str):
             return f"to_json({quoted})::text", None
         return f"{quoted}::text", None
     if kind == "date":
-        return f"{quoted}::text", values.date_text
+        return (f"CASE WHEN isfinite({quoted}) AND {quoted} >= DATE '0001-01-01' "
+                f"THEN {quoted}::text END"), None
     if kind == "datetime":
-        return f"{quoted}::text", (values.zoned_datetime_text if type_name == "timestamptz"
-                                   else values.datetime_text)
+        if type_name == "timestamptz":
+            return (f"CASE WHEN isfinite({quoted}) AND {quoted} >= TIMESTAMPTZ "
+                    f"'0001-01-01 00:00:00+00' THEN replace(({quoted} AT TIME ZONE 'UTC')::text, "
+                    f"' ', 'T') || 'Z' END"), None
+        return (f"CASE WHEN isfinite({quoted}) AND {quoted} >= TIMESTAMP '0001-01-01' "
+                f"THEN replace({quoted}::text, ' ', 'T') END"), None
     if kind == "time":
-        return f"{quoted}::text", (values.zoned_time_text if type_name == "timetz" else values.time_text)
+        # A time's text is already its storage form; a zoned one is moved to UTC in Python.
+        return f"{quoted}::text", (values.zoned_time_text if type_name == "timetz" else None)
     return f"{quoted}::text", None
-

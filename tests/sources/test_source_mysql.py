@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from app.contracts.artifact import Column, Table
 from app.sources import SourceError, open_source
 from app.sources.mysql import logical_type
 from tests import servers
@@ -65,3 +66,45 @@ class TestCheckAccess:
         assert caught.value.code == "access_denied"
         assert str(caught.value) == (f"user {user!r} may not read table 'posts' in database "
                                      f"{schema!r}: grant it SELECT on the database's tables")
+
+
+class TestStreamedRows:
+    """The adapter splits the server's row packets itself (app/sources/mysql.py,
+    `_streamed_batches`): every length prefix width, NULLs and rows that span its reads decode
+    as PyMySQL decodes them."""
+
+    SIZES = (0, 1, 250, 251, 65535, 65536, 300_000, 600_001)
+
+    @pytest.fixture
+    def wide_rows(self, mariadb_credentials, mariadb_admin):
+        table = f"`{mariadb_credentials.schema}`.wide_rows"
+        mariadb_admin(f"CREATE TABLE {table} (id INT PRIMARY KEY, body LONGTEXT, "
+                      f"raw LONGBLOB, n BIGINT UNSIGNED)")
+        try:
+            for number, size in enumerate(self.SIZES):
+                mariadb_admin(f"INSERT INTO {table} VALUES (%s, REPEAT('é', %s), "
+                              f"REPEAT(x'00ff', %s), %s)", (number, size, size, 2**64 - 1 - size))
+            mariadb_admin(f"INSERT INTO {table} VALUES (100, NULL, NULL, NULL)")
+            yield Table("wide_rows", (Column("id", "integer", False), Column("body", "text"),
+                                      Column("raw", "binary"), Column("n", "integer")), ("id",))
+        finally:
+            mariadb_admin(f"DROP TABLE IF EXISTS {table}")
+
+    def test_rows_of_every_length(self, mariadb_credentials, wide_rows):
+        with open_source(mariadb_credentials) as source:
+            rows = [row for batch in source.stream_rows(wide_rows, batch_size=3) for row in batch]
+            assert rows == [
+                *((number, "é" * size, b"\x00\xff" * size, 2**64 - 1 - size)
+                  for number, size in enumerate(self.SIZES)),
+                (100, None, None, None)]
+            assert source._query("SELECT 42") == [(42,)]
+
+    def test_an_error_after_some_rows(self, mariadb_credentials, wide_rows):
+        failing = ("IF(`id` > 3, (SELECT 1 UNION SELECT 2), 1) = 1", [])
+        with open_source(mariadb_credentials) as source:
+            with pytest.raises(SourceError) as caught:
+                for _ in source.stream_rows(wide_rows, where=failing, batch_size=2):
+                    pass
+            assert caught.value.code == "source_error"
+            assert "Subquery returns more than 1 row" in caught.value.message
+            assert len([row for batch in source.stream_rows(wide_rows) for row in batch]) == 9

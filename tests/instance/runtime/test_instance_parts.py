@@ -14,6 +14,7 @@ import threading
 import pytest
 from rt_support import N_COMMENTS, N_POSTS, N_USERS, blog_artifact
 
+from app.contracts.artifact import Column, SchemaArtifact, Table
 from app.contracts.instance_settings import InstanceSettings, SettingsError
 from app.contracts.query_keys import make_query_key, write_keys_file
 from app.contracts.query_limits import QueryLimits
@@ -21,13 +22,15 @@ from app.instance.keys import KeyStore
 from app.instance.memory import MemoryBudget
 from app.instance.openapi import build_openapi
 from app.instance.snapshot import (
+    LoadCancelled,
     NoSnapshot,
     Snapshot,
     SnapshotHolder,
     SnapshotTooLarge,
+    _Inserter,
     index_statements,
 )
-from app.sources import open_source
+from app.sources import SourceError, open_source
 
 SETTINGS = {
     "databaseId": "db-1", "artifactPath": "/a.json", "keysFile": "/k.json",
@@ -246,8 +249,8 @@ class TestLoader:
                                            "comments": N_COMMENTS}
             indexes = {row[0]: row[1] for row in snapshot.connection.execute(
                 "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")}
-            assert sorted(indexes.values()) == ["comments", "comments", "comments", "posts",
-                                                "posts", "users", "users"]
+            # Each table's integer primary key is its rowid: no index repeats it.
+            assert sorted(indexes.values()) == ["comments", "comments", "posts", "users"]
             with pytest.raises(Exception, match="readonly"):
                 snapshot.connection.execute("DELETE FROM users")
         finally:
@@ -276,19 +279,112 @@ class TestLoader:
         assert error.value.message == ("the snapshot needs more than 256 KiB (the instance has 97 "
                                        "MiB in all); choose a larger instanceSize")
 
+    def test_stops_at_the_memory_budget_while_reading_ahead(self, postgres_blog):
+        artifact = blog_artifact("postgres", postgres_blog.schema)
+        with open_source(postgres_blog.credentials()) as source:
+            assert source.read_ahead
+            with pytest.raises(SnapshotTooLarge):
+                Snapshot.load(artifact, source, max_bytes=256 * 1024, limit_mb=97, batch_size=100)
+            assert _load_readers() == []
+            # The reader closed its cursor: the connection serves the next load.
+            snapshot = Snapshot.load(artifact, source)
+        try:
+            assert snapshot.row_counts == {"users": N_USERS, "posts": N_POSTS,
+                                           "comments": N_COMMENTS}
+        finally:
+            snapshot.close()
+
+    def test_a_source_error_while_reading_ahead_is_raised_by_the_load(self):
+        artifact = SchemaArtifact("postgres", "x", (Table("t", (Column("id", "integer"),)),))
+        source = FailingSource([[(1,), (2,)], [(3,)]], SourceError("unreachable", "gone"))
+        with pytest.raises(SourceError) as caught:
+            Snapshot.load(artifact, source)
+        assert caught.value.message == "gone"
+        assert source.closed and _load_readers() == []
+
+    def test_a_cancelled_load_stops_its_reader(self):
+        artifact = SchemaArtifact("postgres", "x", (Table("t", (Column("id", "integer"),)),))
+        source = FailingSource([[(n,)] for n in range(100)], None)
+        with pytest.raises(LoadCancelled):
+            Snapshot.load(artifact, source, cancelled=lambda: source.batches_read >= 3)
+        assert source.closed and _load_readers() == []
+
+    def test_rows_keep_their_order_and_values_across_multi_row_inserts(self):
+        log = Table("log", (Column("at", "text"), Column("n", "integer"), Column("raw", "binary")))
+        rows = [(f"t{n}", n if n % 7 else None, bytes([n % 256])) for n in range(123)]
+        source = FailingSource([rows[:100], rows[100:]], None)
+        snapshot = Snapshot.load(SchemaArtifact("postgres", "x", (log,)), source)
+        try:
+            assert snapshot.connection.execute(
+                "SELECT at, n, raw FROM log ORDER BY rowid").fetchall() == rows
+        finally:
+            snapshot.close()
+
+    def test_rows_per_insert_fit_sqlites_variable_limit(self):
+        connection = sqlite3.connect(":memory:")
+        connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)
+        wide = Table("w", (Column("a", "integer"), Column("b", "integer"), Column("c", "integer")))
+        connection.execute("CREATE TABLE w (a, b, c)")
+        inserter = _Inserter(connection, wide)
+        assert inserter.rows_per_statement == 3
+        inserter.insert([(n, n, n) for n in range(8)])
+        assert connection.execute("SELECT a FROM w ORDER BY rowid").fetchall() == [
+            (n,) for n in range(8)]
+        connection.close()
+
     def test_index_statements_cover_keys_and_relations(self):
         statements = index_statements(blog_artifact("mysql", "x"))
-        assert statements[:3] == [
-            'CREATE UNIQUE INDEX "rx_ix_0" ON "users" ("id")',
-            'CREATE UNIQUE INDEX "rx_ix_1" ON "posts" ("id")',
-            'CREATE UNIQUE INDEX "rx_ix_2" ON "comments" ("id")',
+        # The primary keys (and the relation ends on them) are the tables' rowids.
+        assert statements == [
+            'CREATE INDEX "rx_ix_0" ON "posts" ("author_id")',
+            'CREATE INDEX "rx_ix_1" ON "users" ("pinned_post_id")',
+            'CREATE INDEX "rx_ix_2" ON "comments" ("post_id")',
+            'CREATE INDEX "rx_ix_3" ON "comments" ("user_id")',
         ]
-        assert len(statements) == 7
+
+    def test_index_statements_keep_unique_keys_that_are_not_rowids(self):
+        regions = Table("regions", (Column("country", "text", False),
+                                    Column("code", "text", False)), ("country", "code"))
+        tags = Table("tags", (Column("slug", "text", False),), ("slug",))
+        artifact = SchemaArtifact("postgres", "x", (regions, tags), ())
+        assert index_statements(artifact) == [
+            'CREATE UNIQUE INDEX "rx_ix_0" ON "regions" ("country", "code")',
+            'CREATE UNIQUE INDEX "rx_ix_1" ON "tags" ("slug")',
+        ]
 
     def test_memory_budget(self):
         assert MemoryBudget(None).snapshot_bytes is None
         assert MemoryBudget(512).available_for_new_snapshot(100 * 2**20) == 316 * 2**20
         assert MemoryBudget(50).snapshot_bytes == 0
+
+
+class FailingSource:
+    """A source whose rows are `batches` followed by `error` (None: none), read ahead."""
+
+    read_ahead = True
+
+    def __init__(self, batches, error):
+        self.batches, self.error = batches, error
+        self.batches_read = 0
+        self.closed = False
+
+    @contextlib.contextmanager
+    def consistent_read(self):
+        yield self
+
+    def stream_rows(self, table, where=None, batch_size=5000):
+        try:
+            for batch in self.batches:
+                self.batches_read += 1
+                yield batch
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.closed = True
+
+
+def _load_readers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "rx-load-read"]
 
 
 def test_openapi_document_is_valid():
