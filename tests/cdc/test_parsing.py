@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from app.contracts.changes import RowChange, SchemaChange, SourceTransaction
 from app.sources.cdc import pgoutput
 from app.sources.cdc.base import Backoff, Position, Unit
-from app.sources.cdc.ddl import classify
+from app.sources.cdc.ddl import _UNQUOTED, classify
 
 
 @pytest.mark.parametrize("text, boundary, skip", [
@@ -72,9 +73,18 @@ def test_backoff_doubles_up_to_its_ceiling_and_resets():
     ("GRANT SELECT ON *.* TO x", []),
     ("CREATE INDEX i ON t (a)", []),
     ("CREATE VIEW v AS SELECT 1", []),
+    ("ALTER TABLE caf\u00e9_\u8868$1 ADD x INT", [("db", "caf\u00e9_\u8868$1", "alter")]),
+    ("DROP TABLE T\u212a.Big-name", [("T\u212a", "Big", "drop")]),
 ])
 def test_ddl_statements_name_the_tables_they_change(statement, expected):
     assert classify(statement, "db") == expected
+
+
+def test_unquoted_identifiers_are_the_characters_mysql_allows():
+    allowed = re.compile(r"[A-Za-z0-9_$\u0080-\uffff]")
+    unquoted = re.compile(_UNQUOTED, re.I)
+    assert [hex(c) for c in range(0x110000)
+            if bool(allowed.fullmatch(chr(c))) != bool(unquoted.fullmatch(chr(c)))] == []
 
 
 def _text(value: str | None) -> bytes:
