@@ -5,7 +5,7 @@ wrapped, so an operation added to the spec gets both without code of its own. Fo
 
     BEGIN
       claim the Idempotency-Key (POST with a key)    -> a stored answer: replay it
-      SAVEPOINT (with a key only); the handler (its service's transaction nests here)
+      SAVEPOINT (with a key only); the handler (its service's db.transaction() joins this one)
       store the answer under the key (POST with a key; 2xx and 4xx)
       INSERT the audit entry
     COMMIT

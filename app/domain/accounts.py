@@ -26,7 +26,7 @@ def adjust_build_credits(principal: Principal, customer_id, payload: dict) -> di
     if (data["reason"] or "").startswith(credits.BUILD_REASON_PREFIX):
         raise InvalidRequest(f"reason: must not start with {credits.BUILD_REASON_PREFIX!r}, which marks "
                              "the lines builds write")
-    with db.atomic():
+    with db.transaction():
         customer = credits.lock_customer(parse_uuid(customer_id, "customer id"))
         if customer is None:
             raise NotFound(f"customer {customer_id} was not found")
@@ -53,7 +53,7 @@ def list_customers() -> list[dict]:
 def set_customer_plan(customer_id, plan: str) -> dict:
     if plan not in catalog.PLANS:
         raise InvalidRequest(f"plan must be one of {', '.join(catalog.PLANS)}")
-    with db.atomic():
+    with db.transaction():
         customer = _customer(customer_id)
         Customer.update(plan=plan).where(Customer.id == customer.id).execute()
     return {"id": str(customer.id), "plan": plan}

@@ -53,7 +53,7 @@ def create_connection(principal: Principal, payload: dict) -> dict:
     instance = data.pop("instance", None)
     _ensure_sync_mode_fits(data["backend"], data["sync_mode"])
     password_encrypted = current().secret_box.encrypt(data.pop("password"))
-    with db.atomic():
+    with db.transaction():
         _ensure_name_free(principal, data["name"])
         try:
             connection = Connection.create(customer=principal.customer_id,
@@ -81,7 +81,7 @@ def update_connection(principal: Principal, ident, payload: dict, *, if_match: s
         connection = owned(Connection, principal, ident, "connection")
         _ensure_unchanged(connection, if_match)
         return _schema().dump(connection)
-    with db.atomic():
+    with db.transaction():
         connection = owned(Connection, principal, ident, "connection", lock=True)
         _ensure_unchanged(connection, if_match)
         if "sync_mode" in data:
@@ -113,7 +113,7 @@ def update_connection(principal: Principal, ident, payload: dict, *, if_match: s
 
 def delete_connection(principal: Principal, ident, *, if_match: str | None = None) -> None:
     """Soft-delete a connection that no live database uses any more (and that `if_match`, if given, matches)."""
-    with db.atomic():
+    with db.transaction():
         connection = owned(Connection, principal, ident, "connection", lock=True)
         _ensure_unchanged(connection, if_match)
         names = [d.name for d in Database.active_on(connection.id).order_by(Database.name).limit(11)]

@@ -14,7 +14,7 @@ def create_customer(name: str, plan: str = "free", is_admin: bool = False) -> tu
         raise InvalidRequest("name must be 1 to 100 characters")
     if plan not in catalog.PLANS:
         raise InvalidRequest(f"plan must be one of {', '.join(catalog.PLANS)}")
-    with db.atomic():
+    with db.transaction():
         customer = Customer.create(name=name, plan=plan, is_admin=is_admin)
         _, key = management_keys.mint(customer.id, "initial key")
     return customer, key

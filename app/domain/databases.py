@@ -55,7 +55,7 @@ def create_database(principal: Principal, payload: dict) -> dict:
     """Register a database under one of the caller's connections (status `registered`)."""
     create = schemas.shared(schemas.DatabaseSchema, only=schemas.DatabaseSchema.CREATE_FIELDS)
     data = schemas.load(create, payload)
-    with db.atomic():
+    with db.transaction():
         connection = Connection.lock_owned(principal.customer_id, data.pop("connection_id"))
         if connection is None:
             raise InvalidRequest("connectionId: no such connection in this account")
@@ -103,7 +103,7 @@ def update_database(principal: Principal, ident, payload: dict, *, if_match: str
     if not data:
         _ensure_unchanged(row, if_match)
         return schemas.shared(schemas.DatabaseSchema).dump(row)
-    with db.atomic():
+    with db.transaction():
         connection = Connection.lock_owned(principal.customer_id, row.connection_id)
         # Read again under the locks (the connection's, then the database's: no writer takes
         # them the other way round): the database may have been deleted or changed meanwhile.
@@ -133,7 +133,7 @@ def delete_database(principal: Principal, ident, *, if_match: str | None = None)
 
     With `if_match`, only while it matches the database's ETag (else 412).
     """
-    with db.atomic():
+    with db.transaction():
         # The row lock orders this with query-key changes (see query_keys).
         row = owned(Database, principal, ident, "database", lock=True)
         _ensure_unchanged(row, if_match)

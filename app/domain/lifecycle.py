@@ -128,7 +128,7 @@ def request_action(principal: Principal, database_id, action: str, params: dict 
         raise InvalidRequest(f"unknown lifecycle action {action!r}")
     data = _load_params(action, params)
     ident = parse_uuid(database_id, "database id")
-    with db.atomic():
+    with db.transaction():
         row = Database.lock_owned(principal.customer_id, ident)
         if row is None:
             raise NotFound(f"database {database_id} was not found")
@@ -151,7 +151,7 @@ def apply_desired_state(database_id) -> str | None:
 
     Returns the action started (the engine then runs the database on), or None.
     """
-    with db.atomic():
+    with db.transaction():
         query = Database.active().where(Database.id == parse_uuid(database_id, "database id"))
         row = (query if is_sqlite() else query.for_update()).first()
         if row is None or row.status not in STABLE or row.desired_state is None:
@@ -175,7 +175,7 @@ def apply_desired_state(database_id) -> str | None:
 
 def finish_in_place(database_id, done: list[str]) -> None:
     """For the engine: remove in-place work it has carried out from the database's pending list."""
-    with db.atomic():
+    with db.transaction():
         query = Database.active().where(Database.id == parse_uuid(database_id, "database id"))
         row = (query if is_sqlite() else query.for_update()).first()
         if row is None or row.operation is not None:

@@ -52,7 +52,7 @@ def authenticate(token: str) -> Principal | None:
 
 def create_key(principal: Principal, payload: dict) -> dict:
     data = schemas.load(schemas.shared(schemas.ManagementKeySchema), payload)
-    with db.atomic():
+    with db.transaction():
         row, key = mint(principal.customer_id, data["name"], data["expires_at"])
     row.key = key
     return schemas.shared(schemas.ManagementKeySchema).dump(row)

@@ -23,7 +23,7 @@ from app.storage.models import Database, QueryKey, utcnow
 
 def create_key(principal: Principal, database_ident, payload: dict) -> dict:
     data = schemas.load(schemas.shared(schemas.QueryKeySchema), payload)
-    with db.atomic():
+    with db.transaction():
         database = _lock(principal, database_ident)
         secret = _database_secret(database)
         row = QueryKey.create(customer=principal.customer_id, database=database.id,
@@ -44,7 +44,7 @@ def list_keys(principal: Principal, database_ident, *, limit: int | None = None,
 def revoke_key(principal: Principal, database_ident, key_ident) -> None:
     """Revoke at once; revoking a revoked key again is a no-op."""
     key_uuid = parse_uuid(key_ident, "api key id")
-    with db.atomic():
+    with db.transaction():
         database = _lock(principal, database_ident)
         row = QueryKey.select().where((QueryKey.id == key_uuid) & (QueryKey.database == database.id)).first()
         if row is None:

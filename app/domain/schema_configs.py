@@ -26,7 +26,7 @@ def put_config(principal: Principal, database_ident, document) -> dict:
         more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra > 0 else ""
         raise InvalidRequest(f"schema config: {exc}{more}") from None
     _check_filters(config)
-    with db.atomic():
+    with db.transaction():
         now = utcnow()
         Database.update(schema_config=config, schema_config_updated_at=now).where(
             Database.id == database.id).execute()

@@ -43,7 +43,7 @@ def rotate_secrets() -> RotationResult:
     box = current().secret_box
     rotated: dict[str, int] = {}
     already_current = 0
-    with db.atomic():
+    with db.transaction():
         for column in encrypted_columns():
             model, key = column.model, column.model._meta.primary_key
             name = f"{model._meta.table_name}.{column.column_name}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.storage.models import Connection, Database
 from tests.conftest import connection_payload, stored
-from tests.support import assert_error, without_generated
+from tests.support import assert_error, counted_statements, without_generated
 
 
 def expected_connection(body: dict, customer_id, **fields) -> dict:
@@ -373,3 +375,30 @@ class TestSchemaCheckCost:
         # Lock the connection row, count the usage per schema, name the first databases of
         # the one schema in use (one bounded select per schema shown, at most 5).
         assert one == many == 3
+
+
+class TestRenameStatements:
+    """What a rename sends to the store: the statements of its work, no savepoint."""
+
+    def test_without_an_idempotency_key(self, client, connection):
+        path = f"/connections/{connection['id']}"
+        assert client.patch(path, {"name": "warm"}).status_code == 200   # lastUsedAt is fresh now
+
+        with counted_statements(savepoints=True) as seen:
+            response = client.patch(path, {"name": "renamed"})
+
+        assert response.status_code == 200 and response.json()["name"] == "renamed"
+        # psycopg2 opens and commits the transaction itself (no BEGIN/COMMIT statement is logged).
+        assert [_statement_kind(sql) for sql in seen] == [
+            "SELECT management_keys", "SELECT connections FOR UPDATE", "UPDATE connections",
+            "INSERT audit_entries"]
+        assert stored(Connection, connection["id"]).name == "renamed"
+
+
+def _statement_kind(sql: str) -> str:
+    """`SELECT <first table>[ FOR UPDATE]`, `UPDATE <table>`, `INSERT <table>`, or the statement itself."""
+    verb = sql.split(None, 1)[0].upper()
+    if verb not in ("SELECT", "UPDATE", "INSERT"):
+        return sql.strip().upper()
+    table = re.search(r'(?:FROM|UPDATE|INTO)\s+"?(\w+)"?', sql, re.I).group(1)
+    return f"{verb} {table}" + (" FOR UPDATE" if "FOR UPDATE" in sql.upper() else "")

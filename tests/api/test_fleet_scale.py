@@ -7,12 +7,10 @@ Work is measured by counting SQL statements, never by timing.
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 import threading
 import uuid
-from contextlib import contextmanager
 
 import pytest
 import requests
@@ -20,35 +18,10 @@ import requests
 from app.storage.database import db
 from app.storage.models import Database
 from scripts.fleet import FLEET_SCHEMAS, add_databases, make_connection
-from tests.support import assert_error
+from tests.support import assert_error, counted_statements
 
 FLEET = 100_000
 NEXT = re.compile(r'^<(/v1(/[^>]*))>; rel="next"$')
-TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
-
-
-@contextmanager
-def counted_statements():
-    """The SQL statements the store runs meanwhile, on every thread (peewee logs each one)."""
-    seen: list[str] = []
-    lock = threading.Lock()
-
-    class Counter(logging.Handler):
-        def emit(self, record):
-            # peewee logs each statement as (sql, params); savepoints are transaction control, not work.
-            if isinstance(record.msg, tuple) and not record.msg[0].startswith(TRANSACTION_CONTROL):
-                with lock:
-                    seen.append(record.msg[0])
-
-    peewee_log = logging.getLogger("peewee")
-    handler, level = Counter(), peewee_log.level
-    peewee_log.addHandler(handler)
-    peewee_log.setLevel(logging.DEBUG)
-    try:
-        yield seen
-    finally:
-        peewee_log.removeHandler(handler)
-        peewee_log.setLevel(level)
 
 
 def statements(client, path: str) -> tuple[int, object]:
