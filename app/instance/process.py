@@ -113,7 +113,7 @@ class InstanceApplication(BaseApplication):
             "bind": f"fd://{self._listen_fd}" if self._listen_fd is not None
             else f"{s.host}:{s.port}",
             "workers": s.reader_workers,
-            "worker_class": "gthread",
+            "worker_class": "app.instance.worker.ReaderWorker",
             "threads": s.threads,
             "timeout": 60,
             "graceful_timeout": 5,
@@ -275,6 +275,7 @@ class InstanceApplication(BaseApplication):
     # -- the readers ---------------------------------------------------------------
 
     def _post_fork(self, arbiter, worker) -> None:
+        worker.max_buffered_body = self.settings.limits.max_query_bytes
         # The readers have no use for the writer's pipe nor its listening socket.
         if self._writer is not None:
             os.close(self._writer.alive_fd)
