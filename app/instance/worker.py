@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import io
+import mmap
 import select
 import selectors
 import socket
@@ -50,10 +51,13 @@ LINGER_SLICE_MS = 1
 READ_TIMEOUT_SECONDS = 5.0
 WRITE_TIMEOUT_SECONDS = 30.0
 HEARTBEAT_SECONDS = 1.0
-# A reader holding n connections lets n × this pass (at most 4 ×) before it
-# accepts another, so the reader holding the fewest gets it.
-ACCEPT_STEP_ASIDE_SECONDS = 0.001
-ACCEPT_STEP_ASIDE_MAX = 4
+# How long a reader holding more connections than another waits before it
+# accepts a new one itself (see ReaderWorker.accept).
+ACCEPT_STEP_ASIDE_SECONDS = 0.002
+# ... and how long it accepts at once after the others let a connection wait that long.
+ACCEPT_STEP_ASIDE_PAUSE_SECONDS = 0.1
+# The readers' connection counts, shared (LoadBoard): a slot nobody holds.
+FREE_SLOT = 0x7FFFFFFF
 
 
 def _timeval(seconds: float) -> bytes:
@@ -124,12 +128,44 @@ def _http_date() -> str:
     return text
 
 
+class LoadBoard:
+    """How many connections each reader holds, in memory the master shares with its readers.
+
+    The master gives each reader a slot before forking it and frees the slot
+    when it reaps it; a reader writes its own count, and reads the others'
+    when it is about to accept.
+    """
+
+    def __init__(self, slots: int = 64):
+        self._memory = mmap.mmap(-1, 4 * slots)  # anonymous and shared: inherited by forks
+        self.counts = memoryview(self._memory).cast("i")
+        for slot in range(slots):
+            self.counts[slot] = FREE_SLOT
+
+    def assign(self, worker, workers) -> None:
+        """Give `worker` (about to be forked) a slot no live reader holds."""
+        taken = {w.load_slot for w in workers if w.load_board is not None}
+        free = [slot for slot in range(len(self.counts)) if slot not in taken]
+        if free:
+            worker.load_board, worker.load_slot = self.counts, free[0]
+            self.counts[free[0]] = 0
+
+    def release(self, worker) -> None:
+        if worker.load_board is not None:
+            self.counts[worker.load_slot] = FREE_SLOT
+
+
 class ReaderWorker(gthread.ThreadWorker):
     """gthread with keep-alive requests served on the same thread (see the module docstring)."""
 
     _last_notify = float("-inf")
     _resume_accept_at = 0.0
     _stepped_aside = False
+    _step_aside_again_at = 0.0
+    # Set by the master before the fork (LoadBoard.assign): the shared counts
+    # and this reader's slot in them; None = no balancing.
+    load_board = None
+    load_slot = 0
     # Bodies up to this size are read before the app runs (the instance sets
     # it to maxQueryBytes after the fork: larger ones are refused unread).
     max_buffered_body = 64 * 1024
@@ -150,33 +186,51 @@ class ReaderWorker(gthread.ThreadWorker):
         if wait > 0 and self.alive:
             timeout = min(timeout, wait)  # wake up to accept again
         super().wait_for_and_dispatch_events(timeout)
+        self._publish_load()
 
     def accept(self, listener):
         # Every reader sees the shared listening socket readable, and a
-        # keep-alive connection stays with the reader that took it: one that
-        # already holds connections waits a little before it accepts, so the
-        # reader holding the fewest takes the new one. (Without this, two of
-        # wrk's four connections could land on one reader's two threads while
-        # another reader idled.)
-        delay = min(self.nr_conns, ACCEPT_STEP_ASIDE_MAX) * ACCEPT_STEP_ASIDE_SECONDS
-        if delay and not self._stepped_aside:
+        # keep-alive connection stays with the reader that took it: a reader
+        # holding more connections than another lets a moment pass first, so
+        # the one holding the fewest takes the new connection. (Otherwise two
+        # of wrk's four connections could land on one reader's two threads
+        # while another reader idled.) When the others do not take it in that
+        # moment (they are busy too: clients opening a connection per request
+        # under load), the reader stops stepping aside for a while, so
+        # accepting keeps its pace.
+        now = time.monotonic()
+        if (not self._stepped_aside and now >= self._step_aside_again_at
+                and self._others_hold_fewer()):
             self._stepped_aside = True
-            self._resume_accept_at = time.monotonic() + delay
+            self._resume_accept_at = now + ACCEPT_STEP_ASIDE_SECONDS
             super().set_accept_enabled(False)
             return
-        self._stepped_aside = False
+        stepped_aside, self._stepped_aside = self._stepped_aside, False
         self._resume_accept_at = 0.0
         try:
             client, address = listener.accept()
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
-            return
+            return  # another reader took it
+        if stepped_aside:
+            self._step_aside_again_at = now + ACCEPT_STEP_ASIDE_PAUSE_SECONDS
         self.nr_conns += 1
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SNDTIMEO)
+        self._publish_load()
         conn = gthread.TConn(self.cfg, client, address, listener.getsockname())
         self.enqueue_req(conn)
+
+    def _others_hold_fewer(self) -> bool:
+        board, mine = self.load_board, self.nr_conns
+        if board is None or not mine:
+            return False
+        return any(held < mine for slot, held in enumerate(board) if slot != self.load_slot)
+
+    def _publish_load(self) -> None:
+        if self.load_board is not None:
+            self.load_board[self.load_slot] = self.nr_conns
 
     def finish_request(self, conn, fs):
         """gunicorn's, without switching the socket to non-blocking for the poller.
@@ -351,4 +405,4 @@ def _elapsed(started: float) -> timedelta:
     return timedelta(seconds=time.monotonic() - started)
 
 
-__all__ = ["JoinedResponse", "ReaderWorker"]
+__all__ = ["JoinedResponse", "LoadBoard", "ReaderWorker"]
