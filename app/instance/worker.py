@@ -17,7 +17,11 @@ time (docs/instance.md, "Serving"). `ReaderWorker` changes only that:
   stops sending in the middle of a request, or stops reading its answer, is
   disconnected after `READ_TIMEOUT_SECONDS` / `WRITE_TIMEOUT_SECONDS` rather
   than holding a thread;
-- the heartbeat file is touched at most once a second, not on every wake-up.
+- a body of known length (up to maxQueryBytes) is read before the app runs,
+  so a stalled body meets the read timeout here, not inside the app;
+- the heartbeat file is touched at most once a second, not on every wake-up;
+- a reader holding more connections than another lets it accept first
+  (`LoadBoard`), so keep-alive connections spread over the readers.
 
 Everything else is gunicorn's: accepting, the 5 s wait for a new
 connection's first bytes on the poller, keep-alive timeouts, max requests,
