@@ -39,6 +39,7 @@ from app.instance.store import (
     store_base,
     sweep_stale_store_directories,
 )
+from app.instance.worker import LoadBoard
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class InstanceApplication(BaseApplication):
         self._writer: _WriterProcess | None = None
         self._control: socket.socket | None = None
         self._writer_deaths: list[float] = []
+        self._load_board = LoadBoard()
         super().__init__()
 
     def load_config(self) -> None:
@@ -113,7 +115,7 @@ class InstanceApplication(BaseApplication):
             "bind": f"fd://{self._listen_fd}" if self._listen_fd is not None
             else f"{s.host}:{s.port}",
             "workers": s.reader_workers,
-            "worker_class": "gthread",
+            "worker_class": "app.instance.worker.ReaderWorker",
             "threads": s.threads,
             "timeout": 60,
             "graceful_timeout": 5,
@@ -124,7 +126,9 @@ class InstanceApplication(BaseApplication):
             "errorlog": "-",
             "proc_name": f"reflexdb-instance-{s.database_id}",
             "on_starting": self._on_starting,
+            "pre_fork": self._pre_fork,
             "post_fork": self._post_fork,
+            "child_exit": self._child_exit,
             "worker_exit": self._worker_exit,
             "on_exit": self._on_exit,
             # gunicorn's control socket has one default path per user: several
@@ -274,7 +278,14 @@ class InstanceApplication(BaseApplication):
 
     # -- the readers ---------------------------------------------------------------
 
+    def _pre_fork(self, arbiter, worker) -> None:
+        self._load_board.assign(worker, arbiter.WORKERS.values())
+
+    def _child_exit(self, arbiter, worker) -> None:
+        self._load_board.release(worker)
+
     def _post_fork(self, arbiter, worker) -> None:
+        worker.max_buffered_body = self.settings.limits.max_query_bytes
         # The readers have no use for the writer's pipe nor its listening socket.
         if self._writer is not None:
             os.close(self._writer.alive_fd)

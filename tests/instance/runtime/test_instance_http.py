@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -12,6 +13,7 @@ from rt_support import (
     N_POSTS,
     N_USERS,
     NESTED_QUERY,
+    Worker,
     expected_nested_answer,
     posts_rows,
     users_rows,
@@ -242,6 +244,93 @@ class TestLoading:
             lock.close()
         instance.wait_loaded()
         assert instance.query("posts(id = 3) { id }").json() == [{"id": 3}]
+
+
+class TestConnections:
+    """The reader's worker (app/instance/worker.py) on raw keep-alive connections."""
+
+    def test_requests_on_one_connection_one_after_another_and_pipelined(self, mysql_instance):
+        with _connect(mysql_instance) as sock:
+            reader = sock.makefile("rb")
+            sock.sendall(_post(mysql_instance, "users(id = 1) { id }"))
+            first = _response(reader)
+            # Two requests in one write: answered in order on the same connection.
+            sock.sendall(_post(mysql_instance, "users(id = 2) { id }")
+                         + _post(mysql_instance, "users(id = 3) { id name }"))
+            second, third = _response(reader), _response(reader)
+            sock.sendall(_post(mysql_instance, "users(id = 4) { id }", close=True))
+            last = _response(reader)
+            rest = reader.read()
+
+        assert [(r["status"], r["body"]) for r in (first, second, third, last)] == [
+            ("HTTP/1.1 200 OK", b'[{"id":1}]'), ("HTTP/1.1 200 OK", b'[{"id":2}]'),
+            ("HTTP/1.1 200 OK", b'[{"id":3,"name":"user 3"}]'), ("HTTP/1.1 200 OK", b'[{"id":4}]')]
+        for response in (first, second, third):
+            assert response["headers"]["connection"] == "keep-alive"
+            assert response["headers"]["content-type"] == "application/json; charset=utf-8"
+            assert len(response["headers"]["x-request-id"]) == 32
+        assert last["headers"]["connection"] == "close"
+        assert rest == b""
+
+    def test_errors_and_health_on_a_kept_connection(self, mysql_instance):
+        with _connect(mysql_instance) as sock:
+            reader = sock.makefile("rb")
+            sock.sendall(_post(mysql_instance, "nope { id }"))
+            error = _response(reader)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            health = _response(reader)
+            sock.sendall(_post(mysql_instance, "users(id = 5) { id }"))
+            answer = _response(reader)
+
+        assert (error["status"], error["body"]) == ("HTTP/1.1 400 BAD REQUEST", (
+            b'{"error":"invalid_query","message":"line 1, column 1: unknown table \'nope\' '
+            b'(available: users, posts, comments)"}'))
+        assert health["status"] == "HTTP/1.1 200 OK" and b'"serving":true' in health["body"]
+        assert (answer["status"], answer["body"]) == ("HTTP/1.1 200 OK", b'[{"id":5}]')
+
+    def test_a_client_that_stalls_mid_request_is_disconnected(self, start_instance, mysql_blog):
+        """A stalled request holds a thread for the read timeout (5 s), not for ever."""
+        instance = start_instance(mysql_blog, workers=1, threads=1)
+        worker = Worker(instance)
+        stalled = []
+        for partial in (b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Le",  # in the headers
+                        _post(instance, "users(id = 1) { id }")[:-5]):      # in the body
+            sock = _connect(instance)
+            sock.sendall(partial)
+            stalled.append(sock)
+
+        # The reader's only thread is free again once the stalled ones are dropped.
+        answer = instance.query("users(id = 6) { id }")
+
+        assert (answer.status_code, answer.json()) == (200, [{"id": 6}])
+        for sock in stalled:
+            sock.settimeout(20)
+            assert sock.recv(4096) == b""  # closed by the instance, no answer
+            sock.close()
+        worker.assert_alive()
+
+
+def _connect(instance) -> socket.socket:
+    host, port = instance.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _post(instance, text: str, *, close: bool = False) -> bytes:
+    body = text.encode()
+    return (f"POST /query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {instance.key}\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+            + ("Connection: close\r\n" if close else "") + "\r\n").encode() + body
+
+
+def _response(reader) -> dict:
+    """One HTTP/1.1 response with a Content-Length, read from a socket's file."""
+    status = reader.readline().decode().rstrip("\r\n")
+    headers = {}
+    while (line := reader.readline().decode()) not in ("\r\n", ""):
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return {"status": status, "headers": headers,
+            "body": reader.read(int(headers["content-length"]))}
 
 
 def _wait_status(instance, key, status, timeout=10.0):
