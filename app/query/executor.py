@@ -139,6 +139,10 @@ _TOO_COMPLEX_MEMORY = 256
 # estimate made before encoding, which may exceed the encoded size by about a
 # byte per boolean and per list (measured well under this margin).
 _JSON_BYTES_MARGIN = 5 / 4
+# The longest answer SQLite writes: building one takes a few times its size in
+# SQLite's heap (group_concat grows by doubling, `||` copies), which a reader
+# caps (app/instance/memory.py: 32 MiB); longer answers take the Python path.
+JSON_MAX_BYTES = 4 * 1024 * 1024
 
 
 def answer_json(plan: Plan, connection: sqlite3.Connection,
@@ -150,8 +154,9 @@ def answer_json(plan: Plan, connection: sqlite3.Connection,
     value it cannot write exactly, or when the answer is near or past a limit
     (the Python path refuses it with its own message, or answers it: one
     verdict for both). The statement cannot build a string over
-    max_answer_bytes (SQLite's length limit is set to it while it runs), so
-    its work is bounded before the answer is counted; the deadline holds as
+    max_answer_bytes nor JSON_MAX_BYTES (SQLite's length limit is set to the
+    lower while it runs), so its work is bounded before the answer is counted;
+    running out of SQLite's heap declines too; the deadline holds as
     for every statement; pass the same `started` to `answer_plan` after a
     None, so that both paths together stay within one budget.
     """
@@ -321,8 +326,9 @@ class _Run:
             raise self.timed_out()
         connection = self.connection
         connection.deadline = self.deadline
-        # No string the statement builds may pass the answer's byte limit.
-        length = connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.limits.max_answer_bytes)
+        # No string the statement builds may pass the answer's byte limit (nor JSON_MAX_BYTES).
+        length = connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH,
+                                     min(self.limits.max_answer_bytes, JSON_MAX_BYTES))
         try:
             cursor = connection.cursor()
             try:
@@ -347,6 +353,11 @@ class _Run:
                 _TOO_COMPLEX_STATEMENTS.add(sql)
                 raise _UnsafeValue from None
             raise
+        except MemoryError:
+            # SQLite's heap limit met while building the string (sqlite3 raises
+            # MemoryError for SQLITE_NOMEM): the Python path counts the answer
+            # row by row and refuses it with the limit it passes, if any.
+            raise _UnsafeValue from None
         finally:
             connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, length)
             connection.deadline = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import sqlite3
 import time
 
@@ -11,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.contracts.artifact import Column, Relation, SchemaArtifact, Table
-from app.query import QueryEngine, QueryError, QueryLimitError, SharedConnection
+from app.query import QueryEngine, QueryError, QueryLimitError, SharedConnection, executor
 from app.query.executor import answer_json
 from tests.query.conftest import SMALL_DATA, build_snapshot, make_artifact, make_big_data
 
@@ -122,6 +124,33 @@ def test_a_string_past_the_byte_limit_stops_the_statement(big):
     assert answer_json(plan, big, engine.limits, values) is None
     # The connection's own length limit is back afterwards.
     assert big.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) > 1024
+
+
+def test_answers_longer_than_sqlite_writes_take_the_python_path(big, monkeypatch):
+    engine = QueryEngine(ARTIFACT)
+    text = "users { id posts { id comments { body } } }"
+    body = engine.answer_json(big, text)
+    monkeypatch.setattr(executor, "JSON_MAX_BYTES", len(body) - 1)
+    assert engine.answer_json(big, text) is None
+    assert orjson.dumps(engine.respond(big, text).objects) == body
+
+
+def test_sqlite_out_of_memory_takes_the_python_path(big):
+    engine = QueryEngine(ARTIFACT)
+    text = "users { id posts { id comments { body } } }"
+    expected = engine.answer_json(big, text)
+    # A reader's SQLite heap limit (app/instance/memory.py, process-wide), with less room
+    # than the answer's string needs.
+    sqlite = ctypes.CDLL(ctypes.util.find_library("sqlite3"))
+    sqlite.sqlite3_memory_used.restype = sqlite.sqlite3_hard_heap_limit64.restype = ctypes.c_int64
+    sqlite.sqlite3_hard_heap_limit64.argtypes = [ctypes.c_int64]
+    before = sqlite.sqlite3_hard_heap_limit64(sqlite.sqlite3_memory_used() + len(expected) // 2)
+    try:
+        assert engine.answer_json(big, text) is None
+    finally:
+        sqlite.sqlite3_hard_heap_limit64(before)
+    assert engine.answer_json(big, text) == expected
+    assert orjson.dumps(engine.answer(big, text).objects) == expected
 
 
 def test_both_paths_share_one_time_budget(small):
