@@ -71,9 +71,12 @@ class TestSecrets:
         health = serving(runtime, handle)   # the snapshot was read from MariaDB with the password
 
         assert health["rowCounts"] == {"items": N_ROWS}
-        processes = instance_processes(handle)
-        # gunicorn's master, a reader worker per core, the writer.
-        assert len(processes) == 2 + (os.cpu_count() or 1), processes
+        # gunicorn's master, a reader worker per core, the writer: the second reader may
+        # still be forking when the first one serves.
+        expected, deadline = 2 + (os.cpu_count() or 1), time.monotonic() + 10
+        while len(processes := instance_processes(handle)) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(processes) == expected, processes
         secrets = [source.password, handle.admin_token, "0xC0FFEE"]
         for process in processes:
             for name in ("environ", "cmdline"):
