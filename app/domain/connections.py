@@ -138,7 +138,7 @@ def _schema() -> schemas.ConnectionSchema:
 
 def _ensure_unchanged(connection: Connection, if_match: str | None) -> None:
     """412 unless `if_match` (None: no precondition) matches the connection as stored now."""
-    etags.ensure_matches(if_match, _schema().dump(connection), f"connection {connection.id}")
+    etags.ensure_matches(if_match, lambda: _schema().dump(connection), f"connection {connection.id}")
 
 
 def _dump_with_databases(connection: Connection) -> dict:

@@ -164,7 +164,8 @@ def apply_sync_policy(connection: Connection) -> None:
 
 def _ensure_unchanged(row: Database, if_match: str | None) -> None:
     """412 unless `if_match` (None: no precondition) matches the database as stored now."""
-    etags.ensure_matches(if_match, schemas.shared(schemas.DatabaseSchema).dump(row), f"database {row.id}")
+    etags.ensure_matches(if_match, lambda: schemas.shared(schemas.DatabaseSchema).dump(row),
+                         f"database {row.id}")
 
 
 def _check_changes(principal: Principal, connection: Connection, row: Database, changes: dict) -> None:

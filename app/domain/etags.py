@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 
 from app.domain.errors import InvalidRequest, PreconditionFailed
 
@@ -27,16 +28,16 @@ def etag(representation: dict) -> str:
     return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
 
 
-def ensure_matches(if_match: str | None, representation: dict, what: str) -> None:
+def ensure_matches(if_match: str | None, representation: Callable[[], dict], what: str) -> None:
     """412 precondition_failed unless `if_match` (None: no precondition) matches the current ETag.
 
-    Strong comparison: a weak tag (`W/"…"`) never matches; `*` matches any existing resource.
+    `representation()` gives the resource as answers show it, built only when there is a
+    precondition to check (a write runs this under its row lock). Strong comparison: a weak
+    tag (`W/"…"`) never matches; `*` matches any existing resource.
     """
-    if if_match is None:
+    if if_match is None or if_match.strip() == "*":
         return
-    current = etag(representation)
-    if if_match.strip() == "*":
-        return
+    current = etag(representation())
     if current not in parse_if_match(if_match):
         raise PreconditionFailed(
             f"{what} has changed since you read it (If-Match {if_match.strip()[:100]}, its ETag is "
