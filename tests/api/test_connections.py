@@ -6,6 +6,10 @@ import re
 
 import pytest
 
+from app.domain import connections
+from app.domain.errors import Conflict
+from app.domain.principal import Principal
+from app.storage.database import db
 from app.storage.models import Connection, Database
 from tests.conftest import connection_payload, stored
 from tests.support import assert_error, counted_statements, without_generated
@@ -105,8 +109,6 @@ class TestCreateConnection:
 
     def test_name_race_is_name_taken(self, client, connection, monkeypatch):
         """A rival that commits the name between the check and the insert: the unique index decides."""
-        from app.domain import connections
-
         monkeypatch.setattr(connections, "_ensure_name_free", lambda *args: None)
         response = client.post("/connections", connection_payload(name=connection["name"]))
         assert_error(response, 409, "name_taken", connection["name"])
@@ -261,8 +263,6 @@ class TestUpdateConnection:
         assert_error(self.patch(client, connection, {"name": other["name"]}), 409, "name_taken")
 
     def test_name_race_is_name_taken(self, client, connection, monkeypatch):
-        from app.domain import connections
-
         other = client.post("/connections", connection_payload()).json()
         before = stored(Connection, connection["id"]).__data__
         monkeypatch.setattr(connections, "_ensure_name_free", lambda *args: None)
@@ -339,34 +339,12 @@ class TestSchemaCheckCost:
     """Contract §5.4: the schema-in-use check is one set-based query, whatever the database count."""
 
     def statements_of_a_refused_patch(self, client, stack, databases: int) -> int:
-        import logging
-
-        from app.domain import connections
-        from app.domain.errors import Conflict
-        from app.domain.principal import Principal
-        from app.storage.database import db
-
         conn = client.post("/connections", connection_payload()).json()
         for i in range(databases):
             client.post("/databases", {"connectionId": conn["id"], "name": f"d{i}", "mysqlDb": "shop"})
         principal = Principal(customer_id=conn["customerId"], key_id="test")
-        seen = []
-
-        class Counter(logging.Handler):
-            def emit(self, record):
-                if isinstance(record.msg, tuple):   # peewee logs each statement as (sql, params)
-                    seen.append(record.msg[0])
-
-        peewee_log = logging.getLogger("peewee")
-        handler, level = Counter(), peewee_log.level
-        peewee_log.addHandler(handler)
-        peewee_log.setLevel(logging.DEBUG)
-        try:
-            with db.connection_context(), pytest.raises(Conflict):
-                connections.update_connection(principal, conn["id"], {"availableSchemas": ["analytics"]})
-        finally:
-            peewee_log.removeHandler(handler)
-            peewee_log.setLevel(level)
+        with counted_statements(savepoints=True) as seen, db.connection_context(), pytest.raises(Conflict):
+            connections.update_connection(principal, conn["id"], {"availableSchemas": ["analytics"]})
         return len(seen)
 
     def test_statement_count_does_not_grow_with_databases(self, client, stack):
