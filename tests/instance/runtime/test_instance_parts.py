@@ -411,28 +411,32 @@ def test_lone_surrogates_are_escaped_not_a_500():
     assert _json({"note": "a\ud800b"}, 200).get_data() == b'{"note":"a\\ud800b"}'
 
 
+def _app_over(respond, limits: QueryLimits | None = None):
+    """The instance's app over a fake state: key "k", one generation, `respond` as the engine."""
+    from types import SimpleNamespace
+
+    from app.instance.reader import AnswerCache
+    from app.instance.server import create_app
+
+    class Reader:
+        def refresh(self):
+            return (1, 0)
+
+        def reading(self, refresh=True):
+            return contextlib.nullcontext((None, (1, 0)))
+
+    state = SimpleNamespace(
+        settings=SimpleNamespace(limits=limits or QueryLimits()),
+        keys=SimpleNamespace(verify=lambda key: key == "k"), reader=Reader(),
+        answers=AnswerCache(0), status=lambda: "ok", queries=SimpleNamespace(respond=respond))
+    return create_app(state)
+
+
 class TestNothingEndsTheProcess:
     """Whatever a request raises is an envelope; the process and its worker stay up."""
 
     def client(self, answer):
-        from types import SimpleNamespace
-
-        from app.instance.reader import AnswerCache
-        from app.instance.server import create_app
-
-        class Reader:
-            def refresh(self):
-                return (1, 0)
-
-            def reading(self, refresh=True):
-                return contextlib.nullcontext((None, (1, 0)))
-
-        state = SimpleNamespace(
-            settings=SimpleNamespace(limits=QueryLimits()), keys=SimpleNamespace(
-                verify=lambda key: key == "k"), reader=Reader(), answers=AnswerCache(0),
-            queries=SimpleNamespace(respond=answer),
-            status=lambda: "ok")
-        return create_app(state).test_client()
+        return _app_over(answer).test_client()
 
     def query(self, answer):
         return self.client(answer).post("/query", data="users { id }",
@@ -489,24 +493,7 @@ class TestQueryFastPath:
     """POST /query answered before Flask's dispatch: the same answers, headers and envelopes."""
 
     def client(self, respond):
-        from types import SimpleNamespace
-
-        from app.instance.reader import AnswerCache
-        from app.instance.server import create_app
-
-        class Reader:
-            def refresh(self):
-                return (1, 0)
-
-            def reading(self, refresh=True):
-                return contextlib.nullcontext((None, (1, 0)))
-
-        state = SimpleNamespace(
-            settings=SimpleNamespace(limits=QueryLimits(max_query_bytes=1024)),
-            keys=SimpleNamespace(verify=lambda key: key == "k"), reader=Reader(),
-            answers=AnswerCache(0), status=lambda: "ok",
-            queries=SimpleNamespace(respond=respond))
-        return create_app(state).test_client()
+        return _app_over(respond, QueryLimits(max_query_bytes=1024)).test_client()
 
     def test_an_answer_has_the_flask_path_s_headers(self):
         client = self.client(lambda connection, text: b'[{"id":1}]')
