@@ -88,7 +88,8 @@ def redocly(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
 
 def lint_report(specs: list[Path]) -> dict:
     """Redocly's JSON lint report for `specs` under the project's rules: {"problems": [...]}, each
-    problem naming its file in `location[0].source.ref`."""
+    problem naming its file in `location[0].source.ref`, as an absolute path (Redocly writes it
+    relative to the working directory)."""
     done = redocly("lint", *map(str, specs), "--config", str(CONFIG), "--format", "json", capture=True)
     # One JSON document per file, one after the other.
     decoder, text, at, problems = json.JSONDecoder(), done.stdout, 0, []
@@ -101,6 +102,11 @@ def lint_report(specs: list[Path]) -> dict:
         raise ToolError(f"redocly lint did not report:\n{done.stdout}{done.stderr}") from None
     if done.returncode != 0 and not problems:
         raise ToolError(f"redocly lint failed:\n{done.stdout}{done.stderr}")
+    for problem in problems:
+        for location in problem.get("location", []):
+            source = location.get("source", {})
+            if "ref" in source:
+                source["ref"] = os.path.abspath(source["ref"])
     return {"problems": problems}
 
 

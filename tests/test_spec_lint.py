@@ -107,7 +107,7 @@ FIXTURES = {
 
 def _problems(report: dict, path) -> set[tuple[str, str]]:
     return {(p["ruleId"], p["location"][0]["pointer"]) for p in report["problems"]
-            if p["location"][0]["source"]["ref"].endswith(str(path))}
+            if p["location"][0]["source"]["ref"] == str(path.resolve())}
 
 
 @pytest.fixture(scope="module")

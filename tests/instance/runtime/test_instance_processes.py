@@ -290,7 +290,11 @@ class TestProcesses:
         directory = _store_dir(instance)
         family = [psutil.Process(instance.handle.pid),
                   *psutil.Process(instance.handle.pid).children()]
-        for process in family:   # master and writer killed together: nobody cleans up
+        # Master, writer and readers killed together, so nobody cleans up: stopped first,
+        # or the writer would remove the directory on seeing its master die.
+        for process in family:
+            process.suspend()
+        for process in family:
             process.kill()
         psutil.wait_procs(family, timeout=20)
         assert os.path.exists(os.path.join(directory, "current"))
