@@ -18,7 +18,9 @@ def create_app(settings=None):
     import yaml
     from connexion.jsonifier import Jsonifier
     from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+    from connexion.middleware.request_validation import RequestValidationMiddleware
     from connexion.middleware.routing import RoutingMiddleware
+    from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 
     from app.api.audit import AuditTrail
     from app.api.errors import register_error_handlers
@@ -32,10 +34,10 @@ def create_app(settings=None):
         spec_operations,
     )
     from app.api.ratelimit import API_BUDGET, SOURCE_BUDGET, RateLimiter, RateLimitMiddleware, budgets_by_operation
-    from app.api.reference import SpecDocuments
+    from app.api.reference import ExplorerMiddleware, SpecDocuments
     from app.api.routing import PathRoutingMiddleware
     from app.api.security import BearerKeyCheck
-    from app.api.validation import validator_map
+    from app.api.validation import PreparedValidationMiddleware, validator_map
     from app.api.wsgi_bridge import BufferedWSGI
     from app.bootstrap import configure_services
     from app.config import Settings
@@ -84,6 +86,13 @@ def create_app(settings=None):
     app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,
                        limiter=limiter, budgets=budgets_by_operation(spec))
     app.add_middleware(AuditTrail, position=MiddlewarePosition.BEFORE_VALIDATION)
+    # Swagger UI's middleware only for requests that may be for the explorer (app/api/reference.py)
+    # and request validation that prepares each operation once (app/api/validation.py), swapped
+    # in after the calls above: they place theirs by Connexion's classes. The stack is built at
+    # the first request.
+    stack = app.middleware.middlewares
+    stack[stack.index(SwaggerUIMiddleware)] = ExplorerMiddleware
+    stack[stack.index(RequestValidationMiddleware)] = PreparedValidationMiddleware
 
     # At most one store connection per request, returned to the pool when the request ends.
     flask_app = app.app

@@ -21,6 +21,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker
 
 from app.config import Settings, SettingsError
+from app.logs import lean_records
 
 # gunicorn's exit status for "the application failed to load": its master stops instead of
 # starting the worker again and again.
@@ -87,6 +88,7 @@ def asgi_app():
     except SettingsError as exc:
         _print_problems(exc.problems)
         sys.exit(APP_LOAD_ERROR)
+    lean_records()
     return create_app(settings)
 
 

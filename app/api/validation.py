@@ -10,6 +10,11 @@ import re
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.json_schema import Draft4RequestValidator
+from connexion.middleware.request_validation import (
+    RequestValidationAPI,
+    RequestValidationMiddleware,
+    RequestValidationOperation,
+)
 from connexion.utils import is_null, is_nullable
 from connexion.validators import (
     VALIDATOR_MAP,
@@ -104,6 +109,26 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# A validator per schema, built once: building one builds its reference registry, which cost
+# more than validating a path parameter or a small body with it (Connexion builds one per
+# request). The spec's schemas live as long as the app; the bound only guards against a
+# caller that passes a new schema object every time.
+_VALIDATORS: dict[tuple[type, int], tuple[dict, Draft4Validator]] = {}
+_MAX_VALIDATORS = 1024
+
+
+def cached_validator(cls: type, schema: dict) -> Draft4Validator:
+    """The `cls` validator (with the format checker) of `schema`, built at its first use."""
+    key = (cls, id(schema))
+    entry = _VALIDATORS.get(key)
+    if entry is None or entry[0] is not schema:
+        if len(_VALIDATORS) >= _MAX_VALIDATORS:
+            _VALIDATORS.clear()
+        entry = (schema, cls(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
+        _VALIDATORS[key] = entry
+    return entry[1]
+
+
 class RequestBodyValidator(JSONRequestBodyValidator):
     async def wrap_receive(self, receive, *, scope):
         headers = Headers(scope=scope)
@@ -117,7 +142,7 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         if not self._nullable and body is None:
             raise BadRequestProblem(detail="the request body must be a JSON object")
         try:
-            return Draft4RequestValidator(self._schema, format_checker=Draft4Validator.FORMAT_CHECKER).validate(body)
+            return cached_validator(Draft4RequestValidator, self._schema).validate(body)
         except ValidationError as exception:
             raise BadRequestProblem(detail=describe(exception)) from None
 
@@ -138,6 +163,13 @@ class RequestBodyValidator(JSONRequestBodyValidator):
 
 
 class RequestParameterValidator(ParameterValidator):
+    def validate_query_parameter_list(self, request, security_params=None):
+        # Without a query string there is no unknown parameter, and nothing to parse (Connexion
+        # parses it for every request).
+        if not request.scope.get("query_string"):
+            return set()
+        return super().validate_query_parameter_list(request, security_params)
+
     @staticmethod
     def validate_parameter(parameter_type, value, param, param_name=None):
         if is_nullable(param) and is_null(value):
@@ -145,8 +177,7 @@ class RequestParameterValidator(ParameterValidator):
         if value is None:
             return f"{param['name']}: is required" if param.get("required") else None
         try:
-            Draft4Validator(param.get("schema", param),
-                            format_checker=Draft4Validator.FORMAT_CHECKER).validate(value)
+            cached_validator(Draft4Validator, param.get("schema", param)).validate(value)
         except ValidationError as exception:
             return describe(exception, param_name or param.get("name", ""))
         return None
@@ -157,6 +188,75 @@ class ResponseBodyValidator(JSONResponseBodyValidator):
 
     def wrap_send(self, send):
         return send if self._scope.get("method") == "HEAD" else super().wrap_send(send)
+
+
+class PreparedValidationOperation(RequestValidationOperation):
+    """Connexion's request validation of one operation, with what depends only on the
+    operation built once: Connexion builds two URI parsers, a parameter validator and the
+    body's definition (a media-type table) for every request. The checks and their order are
+    Connexion's: parameters, then the media type, then the body.
+    """
+
+    def __init__(self, next_app, **kwargs):
+        super().__init__(next_app, **kwargs)
+        operation = self._operation
+        first = operation.consumes[0] if operation.consumes else None
+        self._uri_parser = operation.uri_parser_class(operation.parameters, self._definition(first))
+        self._parameter_validator = self._validator_map["parameter"](
+            operation.parameters, uri_parser=self._uri_parser, strict_validation=self.strict_validation,
+            security_query_params=self.security_query_params)
+        self._bodies: dict[str, tuple | None] = {}   # media type -> what the body's validator takes
+
+    def _definition(self, mime_type: str | None) -> dict:
+        """The operation's body definition for `mime_type`, as Connexion's `body_definition`
+        gives it, without its warning (logged on every call) that the operation takes more
+        than one media type."""
+        request_body = self._operation.request_body
+        if not request_body or mime_type is None:
+            return {}
+        return self._operation.with_definitions(MediaTypeDict(request_body.get("content", {})).get(mime_type, {}))
+
+    def _body(self, mime_type: str) -> tuple | None:
+        """(validator class, schema, required, nullable) of a body of `mime_type`, or None
+        when it is not validated."""
+        if mime_type not in self._bodies:
+            body = None
+            definition = self._definition(mime_type)
+            schema = definition.get("schema", {})
+            validator = self._validator_map["body"].get(mime_type) if schema else None
+            if validator is not None:
+                body = (validator, schema, self._operation.request_body.get("required", False),
+                        is_nullable(definition))
+            if len(self._bodies) < 16:     # a client picks the media type: keep the table small
+                self._bodies[mime_type] = body
+            return body
+        return self._bodies[mime_type]
+
+    async def __call__(self, scope, receive, send):
+        self._parameter_validator.validate(scope)
+        mime_type, encoding = self.extract_content_type(scope["headers"])
+        self.validate_mime_type(mime_type)
+        body = self._body(mime_type)
+        if body is not None:
+            validator, schema, required, nullable = body
+            receive, scope = await validator(
+                schema=schema, required=required, nullable=nullable, encoding=encoding,
+                strict_validation=self.strict_validation, uri_parser=self._uri_parser,
+            ).wrap_receive(receive, scope=scope)
+        await self.next_app(scope, receive, send)
+
+
+class PreparedValidationAPI(RequestValidationAPI):
+    def make_operation(self, operation) -> PreparedValidationOperation:
+        return PreparedValidationOperation(self.next_app, operation=operation,
+                                           strict_validation=self.strict_validation,
+                                           validator_map=self.validator_map)
+
+
+class PreparedValidationMiddleware(RequestValidationMiddleware):
+    """Connexion's request validation middleware with operations that prepare once."""
+
+    api_cls = PreparedValidationAPI
 
 
 def validator_map() -> dict:
