@@ -37,7 +37,7 @@ def create_app(settings=None):
     from app.api.reference import ExplorerMiddleware, SpecDocuments
     from app.api.routing import PathRoutingMiddleware
     from app.api.security import BearerKeyCheck
-    from app.api.validation import PreparedValidationMiddleware, validator_map
+    from app.api.validation import PreparedValidationMiddleware, quiet_media_types_notice, validator_map
     from app.api.wsgi_bridge import BufferedWSGI
     from app.bootstrap import configure_services
     from app.config import Settings
@@ -47,6 +47,7 @@ def create_app(settings=None):
 
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
+    quiet_media_types_notice()
     configure_services(settings)
     spec = yaml.safe_load(settings.spec_path.read_bytes())
     base_path = urlparse((spec.get("servers") or [{}])[0].get("url", "")).path.rstrip("/")

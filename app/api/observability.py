@@ -117,9 +117,20 @@ class ApiMetrics:
         self.latency = Histogram("reflexdb_http_request_duration_seconds", "Time from the request's "
                                  "arrival to the end of its answer.", labels, registry=None)
 
+        # (operation, method, status) -> its two children: `labels()` takes a lock and checks
+        # its arguments on every call. Operations, methods and statuses are few; the bound
+        # only keeps a flood of odd methods from growing it.
+        self._children: dict[tuple[str, str, int], tuple] = {}
+
     def observe(self, operation: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(operation, method, str(status)).inc()
-        self.latency.labels(operation, method, str(status)).observe(seconds)
+        children = self._children.get((operation, method, status))
+        if children is None:
+            children = (self.requests.labels(operation, method, str(status)),
+                        self.latency.labels(operation, method, str(status)))
+            if len(self._children) < 4096:
+                self._children[operation, method, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class RequestObservability:

@@ -4,6 +4,7 @@ and the strict, bounded JSON parser every request body goes through."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 
@@ -190,6 +191,22 @@ class ResponseBodyValidator(JSONResponseBodyValidator):
         return send if self._scope.get("method") == "HEAD" else super().wrap_send(send)
 
 
+class _MediaTypesNotice(logging.Filter):
+    """Drops Connexion's warning that an operation "accepts multiple content types": it logs it
+    up to three times per request to such an operation (`PUT /databases/{id}/config` takes JSON
+    and YAML, on purpose), naming JSON even for a YAML body."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("this operation accepts multiple content types")
+
+
+MEDIA_TYPES_NOTICE = _MediaTypesNotice()   # one instance: addFilter() adds it once however many apps
+
+
+def quiet_media_types_notice() -> None:
+    logging.getLogger("connexion.operations.openapi3").addFilter(MEDIA_TYPES_NOTICE)
+
+
 class PreparedValidationOperation(RequestValidationOperation):
     """Connexion's request validation of one operation, with what depends only on the
     operation built once: Connexion builds two URI parsers, a parameter validator and the
@@ -200,28 +217,18 @@ class PreparedValidationOperation(RequestValidationOperation):
     def __init__(self, next_app, **kwargs):
         super().__init__(next_app, **kwargs)
         operation = self._operation
-        first = operation.consumes[0] if operation.consumes else None
-        self._uri_parser = operation.uri_parser_class(operation.parameters, self._definition(first))
+        self._uri_parser = operation.uri_parser_class(operation.parameters, operation.body_definition())
         self._parameter_validator = self._validator_map["parameter"](
             operation.parameters, uri_parser=self._uri_parser, strict_validation=self.strict_validation,
             security_query_params=self.security_query_params)
         self._bodies: dict[str, tuple | None] = {}   # media type -> what the body's validator takes
-
-    def _definition(self, mime_type: str | None) -> dict:
-        """The operation's body definition for `mime_type`, as Connexion's `body_definition`
-        gives it, without its warning (logged on every call) that the operation takes more
-        than one media type."""
-        request_body = self._operation.request_body
-        if not request_body or mime_type is None:
-            return {}
-        return self._operation.with_definitions(MediaTypeDict(request_body.get("content", {})).get(mime_type, {}))
 
     def _body(self, mime_type: str) -> tuple | None:
         """(validator class, schema, required, nullable) of a body of `mime_type`, or None
         when it is not validated."""
         if mime_type not in self._bodies:
             body = None
-            definition = self._definition(mime_type)
+            definition = self._operation.body_definition(mime_type)
             schema = definition.get("schema", {})
             validator = self._validator_map["body"].get(mime_type) if schema else None
             if validator is not None:

@@ -12,7 +12,7 @@ def rfc3339(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.isoformat(timespec="microseconds") + "Z"   # strftime's twice the CPU, same text
 
 
 def parse_rfc3339(text: str) -> datetime:

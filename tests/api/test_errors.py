@@ -61,3 +61,20 @@ class TestErrorEnvelope:
 
     def test_service_errors_are_rendered(self, client, connection, database):
         assert_error(client.delete(f"/connections/{connection['id']}"), 409, "connection_in_use")
+
+
+def test_each_schema_gets_one_validator_and_the_cache_stays_bounded():
+    from jsonschema import Draft4Validator, ValidationError
+
+    from app.api import validation
+
+    schema = {"type": "string", "format": "date-time"}
+    first = validation.cached_validator(Draft4Validator, schema)
+    assert validation.cached_validator(Draft4Validator, schema) is first
+    assert validation.cached_validator(Draft4Validator, dict(schema)) is not first   # by identity
+    with pytest.raises(ValidationError):
+        first.validate("yesterday")                     # the format checker is on
+    kept = [{"type": "integer", "minimum": n} for n in range(validation._MAX_VALIDATORS + 10)]
+    for each in kept:
+        validation.cached_validator(Draft4Validator, each)
+    assert len(validation._VALIDATORS) <= validation._MAX_VALIDATORS

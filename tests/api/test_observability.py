@@ -156,6 +156,23 @@ class TestRequestLog:
         assert redact("database 5 failed: password authentication failed") == (
             "database 5 failed: password authentication failed")
 
+    def test_the_formatter_redacts_the_message_and_every_extra_field_and_leaves_clean_lines_alone(self):
+        formatter = RedactingJsonFormatter()
+
+        def line(message, *args, **extra):
+            record = logging.LogRecord("reflexdb.test", logging.INFO, __file__, 1, message, args, None)
+            record.__dict__.update(extra, request_id=None)
+            return json.loads(formatter.format(record))
+
+        dirty = line("key %s", "rmk_ab12.SECRET", url="postgresql://app:pa55@db/x",
+                     nested={"body": ['{"mysqlPassword": "hunter2"}']}, count=3)
+        assert {name: dirty[name] for name in ("message", "url", "nested", "count")} == {
+            "message": "key rmk_ab12.[redacted]", "url": "postgresql://app:[redacted]@db/x",
+            "nested": {"body": ['{"mysqlPassword": "[redacted]"}']}, "count": 3}
+        clean = line("GET %s 200", "/v1/connections/{connectionId}", path="/v1/connections/{connectionId}")
+        assert (clean["message"], clean["path"]) == ("GET /v1/connections/{connectionId} 200",
+                                                     "/v1/connections/{connectionId}")
+
     def test_configure_logging_installs_one_json_handler(self):
         root = logging.getLogger()
         configure_logging("INFO")
