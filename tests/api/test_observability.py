@@ -153,6 +153,9 @@ class TestRequestLog:
         assert redact('{"mysqlPassword": "hunter2", "name": "n"}') == '{"mysqlPassword": "[redacted]", "name": "n"}'
         assert redact("admin_token=abc123 secret: s3 password='p w'") == (
             "admin_token=[redacted] secret: [redacted] password='[redacted] w'")
+        # The quick pre-check folds case as the patterns' (?i) does, odd letters included.
+        assert redact("PASSWORD=abc") == "PASSWORD=[redacted]"
+        assert redact("\u017fecret=def") == "\u017fecret=[redacted]"   # long s: (?i) takes it for s
         assert redact("database 5 failed: password authentication failed") == (
             "database 5 failed: password authentication failed")
 
