@@ -17,8 +17,10 @@ time (docs/instance.md, "Serving"). `ReaderWorker` changes only that:
   stops sending in the middle of a request, or stops reading its answer, is
   disconnected after `READ_TIMEOUT_SECONDS` / `WRITE_TIMEOUT_SECONDS` rather
   than holding a thread;
-- a body of known length (up to maxQueryBytes) is read before the app runs,
-  so a stalled body meets the read timeout here, not inside the app;
+- a body of known length (up to maxQueryBytes) or a chunked one (up to a
+  byte past it) is read before the app runs, so a stalled body meets the read
+  timeout here (the connection is closed, no answer), not inside the app
+  (where it was a 500);
 - the heartbeat file is touched at most once a second, not on every wake-up;
 - a reader holding more connections than another lets it accept first
   (`LoadBoard`), so keep-alive connections spread over the readers.
@@ -43,7 +45,7 @@ from functools import partial
 
 from gunicorn import http, util
 from gunicorn.http import wsgi
-from gunicorn.http.body import LengthReader
+from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers import gthread
 
 # How long a thread waits on its connection for the next request before it
@@ -338,13 +340,22 @@ class ReaderWorker(gthread.ThreadWorker):
         return super()._keepalive_after(conn, keepalive)
 
     def _read_body(self, req, environ) -> bool:
-        """Read a body of known length up to `max_buffered_body` before the app runs.
+        """Read a body of known length up to `max_buffered_body`, or a chunked one up to one
+        byte past it, before the app runs.
 
         The app then reads it from memory, and a client that stalls in the
         middle of its body meets the read timeout here (the connection is
         closed) instead of inside the app. False: the client left mid-body.
         """
         reader = req.body.reader
+        if type(reader) is ChunkedReader:
+            # Up to one byte past the bound: the app answers a longer body 413 from what it
+            # got, and the connection closes after that answer (the rest is never read).
+            data = req.body.read(self.max_buffered_body + 1)
+            if len(data) > self.max_buffered_body:
+                req.must_close = True
+            environ["wsgi.input"] = io.BytesIO(data)
+            return True
         if type(reader) is not LengthReader or not reader.length or \
                 reader.length > self.max_buffered_body:
             return True

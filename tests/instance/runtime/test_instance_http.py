@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -288,13 +289,36 @@ class TestConnections:
         assert health["status"] == "HTTP/1.1 200 OK" and b'"serving":true' in health["body"]
         assert (answer["status"], answer["body"]) == ("HTTP/1.1 200 OK", b'[{"id":5}]')
 
+    def test_chunked_bodies_are_answered_and_one_past_the_limit_is_413_then_closed(self, mysql_instance):
+        with _connect(mysql_instance) as sock:
+            reader = sock.makefile("rb")
+            sock.sendall(_chunked(mysql_instance, [b"users(id = 7)", b" { id }"]))
+            answered = _response(reader)
+            sock.sendall(_post(mysql_instance, "users(id = 8) { id }"))   # the same connection
+            after = _response(reader)
+            sock.sendall(_chunked(mysql_instance, [b"users { id " + b" " * 40_000, b" " * 40_000 + b"}"]))
+            too_large = _response(reader)
+            rest = reader.read()
+
+        assert (answered["status"], answered["body"]) == ("HTTP/1.1 200 OK", b'[{"id":7}]')
+        assert answered["headers"]["connection"] == "keep-alive"
+        assert (after["status"], after["body"]) == ("HTTP/1.1 200 OK", b'[{"id":8}]')
+        assert (too_large["status"], json.loads(too_large["body"])) == ("HTTP/1.1 413 REQUEST ENTITY TOO LARGE", {
+            "error": "payload_too_large", "message": "the query is over 65536 bytes (limit maxQueryBytes = 65536)"})
+        assert too_large["headers"]["connection"] == "close"   # the rest of that body is never read
+        assert rest == b""
+
     def test_a_client_that_stalls_mid_request_is_disconnected(self, start_instance, mysql_blog):
-        """A stalled request holds a thread for the read timeout (5 s), not for ever."""
+        """A stalled request holds a thread for the read timeout (5 s), not for ever, and is
+        closed without an answer (no 500, no traceback), whatever part of it stalled."""
         instance = start_instance(mysql_blog, workers=1, threads=1)
         worker = Worker(instance)
         stalled = []
+        chunked = (f"POST /query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {instance.key}\r\n"
+                   "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n14\r\nusers(").encode()
         for partial in (b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Le",  # in the headers
-                        _post(instance, "users(id = 1) { id }")[:-5]):      # in the body
+                        _post(instance, "users(id = 1) { id }")[:-5],       # in the body
+                        chunked):                                           # in a chunked body
             sock = _connect(instance)
             sock.sendall(partial)
             stalled.append(sock)
@@ -320,6 +344,12 @@ def _post(instance, text: str, *, close: bool = False) -> bytes:
     return (f"POST /query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {instance.key}\r\n"
             f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
             + ("Connection: close\r\n" if close else "") + "\r\n").encode() + body
+
+
+def _chunked(instance, chunks: list[bytes]) -> bytes:
+    head = (f"POST /query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {instance.key}\r\n"
+            "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    return head + b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
 
 
 def _response(reader) -> dict:
