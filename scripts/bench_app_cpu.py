@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg2
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,12 +86,10 @@ async def _serve(method: str) -> None:
 # The driving side.
 
 def _prepare(database: str) -> dict:
-    admin = psycopg2.connect(dbname="postgres", user="postgres", host="127.0.0.1")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{database}"')
-        cursor.execute(f'CREATE DATABASE "{database}"')
-    admin.close()
+    sys.path.insert(0, str(ROOT))
+    from bench.common import create_pg_database  # the suite's: dropped (forced), made afresh
+
+    create_pg_database(database)
     env = {**os.environ, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
            "REFLEXDB_SECRET_KEYS": Fernet.generate_key().decode(), "REFLEXDB_DATA_DIR": tempfile.mkdtemp(),
            "REFLEXDB_RATE_LIMIT": "off", "PYTHONPATH": str(ROOT)}

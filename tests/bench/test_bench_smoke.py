@@ -67,3 +67,16 @@ def test_quick_run_writes_every_part(tmp_path):
     assert checked["instance ≥ PostGraphile: list, 2 conns"]["met"] in (True, False)
     assert checked["instance ≥ PostGraphile: list, 4 conns"]["met"] is None
     assert checked["snapshot load ≥ 0.5× pg_dump (instance from PostgreSQL)"]["met"] in (True, False)
+
+
+def test_app_cpu_comparison_runs_both_methods(tmp_path):
+    """scripts/bench_app_cpu.py on the same checkout twice: both apps serve, every slice
+    answers 200 (the script stops otherwise), one line per method with a ratio."""
+    done = subprocess.run([sys.executable, "scripts/bench_app_cpu.py", ".", ".", "--pairs", "2",
+                           "--requests", "5", "--database", "reflexdb_app_cpu_smoke"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith("2 pairs of 5 requests")
+    assert [line.split()[0] for line in lines[1:]] == ["GET", "PATCH"]
+    assert all(" B/A " in line for line in lines[1:])
