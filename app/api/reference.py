@@ -104,7 +104,7 @@ class SpecDocuments:
 class ExplorerMiddleware(SwaggerUIMiddleware):
     """Connexion's Swagger UI middleware, entered only by requests that may be for its pages.
 
-    Connexion's sends every request through a Starlette router (a mount per API, a regular
+    Connexion's middleware sends every request through a Starlette router (a mount per API, a regular
     expression each) before handing it on when nothing matched: about 2% of a GET's CPU on
     every API call (docs/control-plane-performance.md). Here a request whose path holds none
     of its routes' first segments (`/ui`, `/openapi.json`, `/openapi.yaml`) goes straight on,
