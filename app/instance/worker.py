@@ -16,7 +16,9 @@ time (docs/instance.md, "Serving"). `ReaderWorker` changes only that:
   read and write instead (`SO_RCVTIMEO`, `SO_SNDTIMEO`), so a client that
   stops sending in the middle of a request, or stops reading its answer, is
   disconnected after `READ_TIMEOUT_SECONDS` / `WRITE_TIMEOUT_SECONDS` rather
-  than holding a thread;
+  than holding a thread, and a request must have arrived whole
+  `REQUEST_DEADLINE_SECONDS` after its first byte (one trickling in a byte at a
+  time would otherwise restart the read timeout for ever);
 - a body of known length (up to maxQueryBytes) or a chunked one (up to a
   byte past it) is read before the app runs, so a stalled body meets the read
   timeout here (the connection is closed, no answer), not inside the app
@@ -56,6 +58,10 @@ LINGER_SLICE_MS = 1
 # A read or a write that makes no progress for this long ends the connection.
 READ_TIMEOUT_SECONDS = 5.0
 WRITE_TIMEOUT_SECONDS = 30.0
+# A request (its line, headers and the body read before the app) must have arrived whole this
+# long after it began to: the read timeout restarts with every byte, so a client trickling
+# one every few seconds would otherwise hold a thread for as long as it likes.
+REQUEST_DEADLINE_SECONDS = 15.0
 HEARTBEAT_SECONDS = 1.0
 # How long a reader holding more connections than another waits before it
 # accepts a new one itself (see ReaderWorker.accept).
@@ -175,12 +181,32 @@ class ReaderWorker(gthread.ThreadWorker):
     # Bodies up to this size are read before the app runs (the instance sets
     # it to maxQueryBytes after the fork: larger ones are refused unread).
     max_buffered_body = 64 * 1024
+    request_deadline = REQUEST_DEADLINE_SECONDS
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # connection -> when its current request began to arrive (until it has been read)
+        self._arriving: dict = {}
 
     def notify(self):
         now = time.monotonic()
         if now - self._last_notify >= HEARTBEAT_SECONDS:
             self._last_notify = now
             super().notify()
+            self._end_overdue_requests(now)
+
+    def _end_overdue_requests(self, now: float) -> None:
+        """Shut the sockets of requests still arriving past the deadline: the thread reading
+        one sees the end of its input and closes the connection, without an answer."""
+        for conn, since in list(self._arriving.items()):
+            if now - since > self.request_deadline and self._arriving.get(conn) == since:
+                self._arriving.pop(conn, None)
+                self.log.info("closed a connection from %s: its request was still arriving "
+                              "after %.0f s", conn.client, self.request_deadline)
+                try:
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass   # already gone
 
     def set_accept_enabled(self, enabled):
         if enabled and time.monotonic() < self._resume_accept_at:
@@ -285,6 +311,7 @@ class ReaderWorker(gthread.ThreadWorker):
             if conn.is_http2:
                 return super().handle(conn)
             while True:
+                self._arriving[conn] = time.monotonic()
                 req = next(conn.parser)
                 if not req:
                     return False
@@ -311,6 +338,8 @@ class ReaderWorker(gthread.ThreadWorker):
                 self.log.exception("Socket error processing request.")
         except Exception as exc:
             self.handle_error(req, conn.sock, conn.client, exc)
+        finally:
+            self._arriving.pop(conn, None)
         return False
 
     def _linger(self, conn) -> bool:
@@ -376,7 +405,9 @@ class ReaderWorker(gthread.ThreadWorker):
             resp, environ = wsgi.create(req, conn.sock, conn.client, conn.server, self.cfg,
                                         response_class=JoinedResponse)
             environ["wsgi.multithread"] = True
-            if not self._read_body(req, environ):
+            read = self._read_body(req, environ)
+            self._arriving.pop(conn, None)   # all of it that is read before the app
+            if not read:
                 return False
             self.nr += 1
             if self.nr >= self.max_requests:

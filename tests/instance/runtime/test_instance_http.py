@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import time
 from datetime import datetime, timedelta, timezone
@@ -332,6 +333,32 @@ class TestConnections:
             assert sock.recv(4096) == b""  # closed by the instance, no answer
             sock.close()
         worker.assert_alive()
+
+
+    def test_a_request_trickling_in_is_closed_at_the_deadline(self, start_instance, mysql_blog):
+        """A byte every second keeps each read under the 5 s read timeout: the request's
+        deadline (15 s from its first byte) ends it, without an answer, and frees the thread."""
+        instance = start_instance(mysql_blog, workers=1, threads=1)
+        body = b"users(id = 1) { id }" + b" " * 40
+        sock = _connect(instance)
+        sock.sendall((f"POST /query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {instance.key}\r\n"
+                      f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n").encode())
+        started, answer = time.monotonic(), None
+        for byte in body:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:    # the instance closed it
+                break
+            ready, _, _ = select.select([sock], [], [], 1.0)
+            if ready:
+                answer = sock.recv(4096)
+                break
+        elapsed = time.monotonic() - started
+
+        assert answer == b""   # closed, no answer
+        assert 14 <= elapsed <= 20, elapsed
+        assert instance.query("users(id = 6) { id }").json() == [{"id": 6}]   # the thread is free
+        sock.close()
 
 
 def _connect(instance) -> socket.socket:
