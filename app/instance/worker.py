@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import mmap
 import select
 import selectors
@@ -49,6 +50,8 @@ from gunicorn import http, util
 from gunicorn.http import wsgi
 from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers import gthread
+
+from app.logs import redact
 
 # How long a thread waits on its connection for the next request before it
 # hands the connection back to the poller, and how often it looks meanwhile
@@ -342,6 +345,26 @@ class ReaderWorker(gthread.ThreadWorker):
             self._arriving.pop(conn, None)
         return False
 
+    def handle_error(self, req, client, addr, exc):
+        """gunicorn's status, log line and access log for a request it could not serve (a
+        malformed request line, header or chunk; an error before the app answered), with the
+        instance's `{error, message}` envelope instead of gunicorn's HTML page."""
+        page = _ErrorPage()
+        super().handle_error(req, page, addr, exc)
+        status_line = page.data.split(b"\r\n", 1)[0].decode("latin-1")
+        status = int(status_line.split()[1]) if status_line.startswith("HTTP/") else 500
+        if status >= 500 and status != 501:
+            body = {"error": "internal_error", "message": "internal error"}
+        else:   # 4xx, and 501 for a transfer coding the client sent
+            body = {"error": "invalid_request", "message": f"the request is not valid HTTP: {redact(str(exc))[:200]}"}
+        data = json.dumps(body, separators=(",", ":")).encode()
+        try:
+            util.write_nonblock(client, (
+                f"{status_line}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n").encode("latin-1") + data)
+        except OSError:
+            self.log.debug("Failed to send error message.")
+
     def _linger(self, conn) -> bool:
         """Wait briefly for the connection's next request: True when it came."""
         deadline = time.monotonic() + LINGER_SECONDS
@@ -445,6 +468,20 @@ class ReaderWorker(gthread.ThreadWorker):
             except Exception:
                 self.log.exception("Exception in post_request hook")
         return True
+
+
+class _ErrorPage:
+    """Takes the place of the client's socket while gunicorn's `handle_error` writes its HTML
+    error page: keeps the bytes (their status line is used) instead of sending them."""
+
+    def __init__(self):
+        self.data = b""
+
+    def gettimeout(self) -> float:
+        return 0.0   # gunicorn's write_nonblock then writes at once
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
 
 
 def _elapsed(started: float) -> timedelta:

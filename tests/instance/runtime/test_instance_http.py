@@ -9,6 +9,7 @@ import socket
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import requests
 from rt_support import (
     N_COMMENTS,
@@ -307,6 +308,26 @@ class TestConnections:
         assert (too_large["status"], json.loads(too_large["body"])) == ("HTTP/1.1 413 REQUEST ENTITY TOO LARGE", {
             "error": "payload_too_large", "message": "the query is over 65536 bytes (limit maxQueryBytes = 65536)"})
         assert too_large["headers"]["connection"] == "close"   # the rest of that body is never read
+        assert rest == b""
+
+    @pytest.mark.parametrize("request_bytes,message", [
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n", "Invalid HTTP header name: 'Bad Header'"),
+        (b"POST /query HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nusers\r\n0\r\n\r\n",
+         "Invalid chunk size"),
+    ])
+    def test_malformed_http_is_a_400_envelope(self, mysql_instance, request_bytes, message):
+        with _connect(mysql_instance) as sock:
+            sock.sendall(request_bytes)
+            reader = sock.makefile("rb")
+            answer = _response(reader)
+            rest = reader.read()
+
+        assert answer["status"] == "HTTP/1.1 400 Bad Request"
+        assert answer["headers"]["content-type"] == "application/json; charset=utf-8"
+        assert answer["headers"]["connection"] == "close"
+        body = json.loads(answer["body"])
+        assert body["error"] == "invalid_request"
+        assert body["message"].startswith(f"the request is not valid HTTP: {message}"), body
         assert rest == b""
 
     def test_a_client_that_stalls_mid_request_is_disconnected(self, start_instance, mysql_blog):
