@@ -7,11 +7,10 @@ bare app's best worker class, measured in the same run. Servers are alternated p
 each figure is the median over the rounds.
 
 - `project`: gunicorn with the project's gunicorn.conf.py (extra settings with `--env`).
-- `bare-sync`, `bare-gthread`: a 60-line Flask app (written to a temporary directory) doing
-  the same key lookup (key joined with its customer, secret hash compared) and the same SQL
-  (GET: the connection, its live database count and first page; PATCH: the row locked, the
-  name checked free, the update), one psycopg2 connection per thread, under gunicorn's
-  sync worker and its gthread worker (2 threads).
+- `bare-sync`, `bare-gthread`: the benchmark suite's baseline, bench/baselines/bare_flask.py,
+  a Flask app sending the statements the project sends (the key lookup, the same SQL, the
+  rename's audit entry; tests/bench/test_bare_baseline.py keeps the two in step), one psycopg2
+  connection per thread, under gunicorn's sync worker and its gthread worker (2 threads).
 
     .venv/bin/python scripts/bench_api.py [--connections 1 8 32] [--seconds 8] [--rounds 1]
         [--servers project bare-sync bare-gthread] [--env REFLEXDB_THREADS=2 ...] [--json out.json]
@@ -41,72 +40,6 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parent.parent
 DB = "reflexdb_bench"      # --database: another name, so two runs on one host do not share it
 BARE = ("bare-sync", "bare-gthread")
-
-BARE_APP = '''
-import datetime as dt, hashlib, hmac, os, threading
-import psycopg2, psycopg2.extras
-from flask import Flask, abort, jsonify, request
-
-app = Flask(__name__)
-local = threading.local()
-KEY_SQL = ("SELECT k.id AS key_pk, k.secret_hash, k.revoked_at, k.expires_at, c.id AS customer_id, "
-           "c.is_admin, c.plan "
-           "FROM management_keys k JOIN customers c ON c.id = k.customer_id WHERE k.key_id = %s LIMIT 1")
-CONN_SQL = "SELECT * FROM connections WHERE customer_id = %s AND id = %s AND deleted_at IS NULL"
-
-def cursor():
-    if getattr(local, "conn", None) is None or local.conn.closed:
-        local.conn = psycopg2.connect(os.environ["BENCH_DSN"])
-        local.conn.autocommit = True
-    return local.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
-
-def customer(cur):
-    token = request.headers.get("Authorization", "").removeprefix("Bearer rmk_")
-    key_id, _, secret = token.partition(".")
-    cur.execute(KEY_SQL, (key_id,))
-    row = cur.fetchone()
-    if row is None or not hmac.compare_digest(row["secret_hash"], hashlib.sha256(secret.encode()).hexdigest()):
-        abort(401)
-    if row["revoked_at"] is not None:
-        abort(401)
-    return row["customer_id"]
-
-def shown(row):
-    row = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}
-    row.pop("password_encrypted", None)
-    return {**row, "id": str(row["id"]), "customer_id": str(row["customer_id"])}
-
-@app.get("/v1/connections/<uuid:ident>")
-def get_connection(ident):
-    cur = cursor()
-    owner = customer(cur)
-    cur.execute(CONN_SQL, (owner, str(ident)))
-    row = cur.fetchone() or abort(404)
-    cur.execute("SELECT count(*) AS n FROM databases WHERE connection_id = %s AND deleted_at IS NULL", (row["id"],))
-    count = cur.fetchone()["n"]
-    cur.execute("SELECT * FROM databases WHERE connection_id = %s AND deleted_at IS NULL "
-                "ORDER BY created_at, id LIMIT 10", (row["id"],))
-    dbs = [shown(d) for d in cur.fetchall()]
-    return jsonify({**shown(row), "databaseCount": count, "databases": dbs}), 200, {"ETag": '"x"'}
-
-@app.patch("/v1/connections/<uuid:ident>")
-def update_connection(ident):
-    name = request.get_json()["name"]
-    cur = cursor()
-    owner = customer(cur)
-    with cur.connection:  # one transaction (psycopg2 >= 2.9 honours it in autocommit mode)
-        cur.execute("BEGIN")
-        cur.execute(CONN_SQL + " FOR UPDATE", (owner, str(ident)))
-        row = cur.fetchone() or abort(404)
-        cur.execute("SELECT 1 FROM connections WHERE customer_id = %s AND name = %s AND id <> %s "
-                    "AND deleted_at IS NULL", (owner, name, row["id"]))
-        if cur.fetchone():
-            abort(409)
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        cur.execute("UPDATE connections SET name = %s, updated_at = %s WHERE id = %s", (name, now, row["id"]))
-        cur.execute("COMMIT")
-    return jsonify(shown({**row, "name": name, "updated_at": now})), 200, {"ETag": '"x"'}
-'''
 
 # Every request renames the connection; each wrk thread numbers its own names.
 PATCH_LUA = '''
@@ -142,7 +75,7 @@ def reflexdb(env, *args) -> str:
                           capture_output=True, text=True).stdout
 
 
-def start(server: str, env: dict, workers: int, bare_dir: Path, before: Path | None = None,
+def start(server: str, env: dict, workers: int, before: Path | None = None,
           extra: tuple[str, ...] = (), database: str = DB):
     port = free_port()
     if server in ("project", "before"):
@@ -153,9 +86,10 @@ def start(server: str, env: dict, workers: int, bare_dir: Path, before: Path | N
         env = {**env, "PYTHONPATH": str(root)}    # that checkout's `app`, not the installed one
     else:
         argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                "--worker-class", server.removeprefix("bare-"), "--threads", "2", "bare:app"]
-        cwd, health = bare_dir, None
-    proc = subprocess.Popen(argv, cwd=cwd, env={**env, "BENCH_DSN": f"dbname={database} user=postgres host=127.0.0.1"},
+                "--worker-class", server.removeprefix("bare-"), "--threads", "2", "bench.baselines.bare_flask:app"]
+        cwd, health = ROOT, None
+    dsn = f"dbname={database} user=postgres host=127.0.0.1"
+    proc = subprocess.Popen(argv, cwd=cwd, env={**env, "BENCH_STORE_DSN": dsn},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -232,7 +166,6 @@ def main() -> None:
     reflexdb(env, "migrate")
     key = json.loads(reflexdb(env, "customers", "create", "--name", "Bench"))["key"]
     work = Path(tempfile.mkdtemp())
-    (work / "bare.py").write_text(BARE_APP)
     (work / "patch.lua").write_text(PATCH_LUA)
 
     connection_id = None
@@ -242,7 +175,7 @@ def main() -> None:
         args.servers = ["before", *args.servers]
     for _ in range(args.rounds):
         for server in args.servers:
-            proc, base = start(server, env if server in BARE else project_env, args.workers, work, args.before,
+            proc, base = start(server, env if server in BARE else project_env, args.workers, args.before,
                                 tuple(args.gunicorn), args.database)
             try:
                 if connection_id is None:

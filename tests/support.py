@@ -59,3 +59,12 @@ def counted_statements(*, savepoints: bool = False):
     finally:
         peewee_log.removeHandler(handler)
         peewee_log.setLevel(level)
+
+
+def statement_kind(sql: str) -> str:
+    """`SELECT <first table>[ FOR UPDATE]`, `UPDATE <table>`, `INSERT <table>`, or the statement itself."""
+    verb = sql.split(None, 1)[0].upper()
+    if verb not in ("SELECT", "UPDATE", "INSERT"):
+        return sql.strip().upper()
+    table = re.search(r'(?:FROM|UPDATE|INTO)\s+"?(\w+)"?', sql, re.I).group(1)
+    return f"{verb} {table}" + (" FOR UPDATE" if "FOR UPDATE" in sql.upper() else "")

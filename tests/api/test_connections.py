@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from app.domain import connections
@@ -12,7 +10,7 @@ from app.domain.principal import Principal
 from app.storage.database import db
 from app.storage.models import Connection, Database
 from tests.conftest import connection_payload, stored
-from tests.support import assert_error, counted_statements, without_generated
+from tests.support import assert_error, counted_statements, statement_kind, without_generated
 
 
 def expected_connection(body: dict, customer_id, **fields) -> dict:
@@ -367,16 +365,8 @@ class TestRenameStatements:
 
         assert response.status_code == 200 and response.json()["name"] == "renamed"
         # psycopg2 opens and commits the transaction itself (no BEGIN/COMMIT statement is logged).
-        assert [_statement_kind(sql) for sql in seen] == [
+        assert [statement_kind(sql) for sql in seen] == [
             "SELECT management_keys", "SELECT connections FOR UPDATE", "UPDATE connections",
             "INSERT audit_entries"]
         assert stored(Connection, connection["id"]).name == "renamed"
 
-
-def _statement_kind(sql: str) -> str:
-    """`SELECT <first table>[ FOR UPDATE]`, `UPDATE <table>`, `INSERT <table>`, or the statement itself."""
-    verb = sql.split(None, 1)[0].upper()
-    if verb not in ("SELECT", "UPDATE", "INSERT"):
-        return sql.strip().upper()
-    table = re.search(r'(?:FROM|UPDATE|INTO)\s+"?(\w+)"?', sql, re.I).group(1)
-    return f"{verb} {table}" + (" FOR UPDATE" if "FOR UPDATE" in sql.upper() else "")
