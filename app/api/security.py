@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from connexion.exceptions import OAuthResponseProblem
 from connexion.security import NO_VALUE, BearerSecurityHandler
 
 from app.domain import management_keys
+from app.storage import loop_statements
 from app.storage.database import db
 
 # Threads of the key lookups (per worker process): each holds a pooled store connection
@@ -18,23 +20,32 @@ from app.storage.database import db
 KEY_CHECK_THREADS = 4
 _key_checks: ThreadPoolExecutor | None = None
 _key_checks_lock = threading.Lock()
+NOT_SENT = object()
 
 
 async def bearer_info(token: str) -> dict | None:
     """Connexion's token check: None makes it answer 401.
 
-    Connexion calls this on the event loop; the key lookup is database work,
-    so it runs on a thread of its own pool with its own connection (in a copy of the
-    request's context: its log lines carry the request id). A store error raised
-    here reaches the error handlers as it is: 503 `unavailable` (app/api/errors.py).
+    Connexion calls this on the event loop. On PostgreSQL the key lookup is sent from the loop
+    itself, on one of the process's asynchronous connections (app/storage/loop_statements.py):
+    no thread hand-off. On SQLite, or when all of those connections are busy, it runs on a
+    thread of its own pool with a pooled connection (in a copy of the request's context: its
+    log lines carry the request id). A store error raised here reaches the error handlers as
+    it is: 503 `unavailable` (app/api/errors.py).
 
     A plain executor, not Starlette's `run_in_threadpool`: anyio's hand-off (a capacity
     limiter, a cancel scope, a condition-variable queue) cost about twice as much CPU per
     request as the executor's (docs/control-plane-performance.md).
     """
-    context = contextvars.copy_context()
-    principal = await asyncio.get_running_loop().run_in_executor(
-        _executor(), context.run, _authenticate, token)
+    statements = loop_statements.for_store()
+    principal = NOT_SENT
+    if statements is not None:
+        with contextlib.suppress(loop_statements.Busy):
+            principal = await management_keys.authenticate_from_loop(token, statements)
+    if principal is NOT_SENT:
+        context = contextvars.copy_context()
+        principal = await asyncio.get_running_loop().run_in_executor(
+            _executor(), context.run, _authenticate, token)
     return None if principal is None else {"sub": principal}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -11,6 +12,7 @@ from app.domain import pagination, schemas
 from app.domain.ids import owned
 from app.domain.principal import Principal
 from app.storage.database import db
+from app.storage.loop_statements import Busy
 from app.storage.models import ManagementKey, utcnow
 
 PREFIX = "rmk_"
@@ -34,20 +36,52 @@ def mint(customer_id, name: str, expires_at: dt.datetime | None = None) -> tuple
 
 def authenticate(token: str) -> Principal | None:
     """The principal a bearer token stands for, or None if it is not a live key."""
+    parsed = _parse(token)
+    if parsed is None:
+        return None
+    row = ManagementKey.with_owner(parsed[0])
+    now = utcnow()
+    principal, stale = _check(row, parsed, now)
+    if stale:
+        ManagementKey.touch(row.id, now)
+    return principal
+
+
+async def authenticate_from_loop(token: str, statements) -> Principal | None:
+    """`authenticate()` with its statements sent from the event loop on `statements`
+    (app/storage/loop_statements.py): `Busy` before anything is sent when no connection is free.
+    A lastUsedAt write that finds them all busy is left to a later request (it is written at
+    most once a minute anyway)."""
+    parsed = _parse(token)
+    if parsed is None:
+        return None
+    row = await ManagementKey.with_owner_from_loop(statements, parsed[0])
+    now = utcnow()
+    principal, stale = _check(row, parsed, now)
+    if stale:
+        with contextlib.suppress(Busy):
+            await ManagementKey.touch_from_loop(statements, row.id, now)
+    return principal
+
+
+def _parse(token: str) -> tuple[str, str] | None:
+    """(keyId, secret) of a well-formed token, else None."""
     if not token.startswith(PREFIX) or "." not in token:
         return None
     key_id, _, secret = token[len(PREFIX):].partition(".")
     if not key_id or not secret or len(key_id) > 32:
         return None
-    row = ManagementKey.with_owner(key_id)
-    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
-        return None
-    now = utcnow()
+    return key_id, secret
+
+
+def _check(row, parsed: tuple[str, str], now: dt.datetime) -> tuple[Principal | None, bool]:
+    """(the principal if `row` is the live key `parsed` names, whether its lastUsedAt is due)."""
+    if row is None or not hmac.compare_digest(row.secret_hash, _hash(parsed[1])):
+        return None, False
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
-        return None
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        ManagementKey.update(last_used_at=now).where(ManagementKey.id == row.id).execute()
-    return Principal(customer_id=row.customer_id, key_id=key_id, is_admin=row.is_admin, plan=row.plan)
+        return None, False
+    principal = Principal(customer_id=row.customer_id, key_id=parsed[0], is_admin=row.is_admin, plan=row.plan)
+    return principal, row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION
 
 
 def create_key(principal: Principal, payload: dict) -> dict:

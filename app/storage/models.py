@@ -169,6 +169,22 @@ class ManagementKey(BaseModel):
         rows = _KEY_WITH_OWNER.tuples(key_id)
         return KeyWithOwner(*rows[0]) if rows else None
 
+    @classmethod
+    def touch(cls, ident, now) -> None:
+        """Record that key `ident` was used at `now`."""
+        cls.update(last_used_at=now).where(cls.id == ident).execute()
+
+    @classmethod
+    async def with_owner_from_loop(cls, statements, key_id: str) -> KeyWithOwner | None:
+        """`with_owner()`, sent from the event loop (app/storage/loop_statements.py)."""
+        rows = await _KEY_WITH_OWNER.tuples_from_loop(statements, key_id)
+        return KeyWithOwner(*rows[0]) if rows else None
+
+    @classmethod
+    async def touch_from_loop(cls, statements, ident, now) -> None:
+        """`touch()`, sent from the event loop."""
+        await statements.fetch(*cls.update(last_used_at=now).where(cls.id == ident).sql())
+
 
 class KeyWithOwner(NamedTuple):
     id: uuid.UUID

@@ -65,6 +65,12 @@ class PrebuiltSelect:
         sql, params, built = self._statement(arguments)
         return self._converted(built, db.execute_sql(sql, params).fetchall())
 
+    async def tuples_from_loop(self, statements, *arguments) -> list[tuple]:
+        """`tuples()`, sent from the event loop on one of `statements`' connections
+        (app/storage/loop_statements.py; `Busy` when none is free)."""
+        sql, params, built = self._statement(arguments)
+        return self._converted(built, await statements.fetch(sql, params))
+
     @staticmethod
     def _converted(built, rows) -> list[tuple]:
         converters = built[4]

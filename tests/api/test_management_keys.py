@@ -113,3 +113,37 @@ class TestAuthentication:
         theirs = other_client.get("/account/management-keys").json()[0]
         assert_error(client.delete(f"/account/management-keys/{theirs['id']}"), 404, "not_found")
         assert other_client.get("/connections").status_code == 200
+
+
+class TestWhereTheKeyLookupRuns:
+    """On PostgreSQL the lookup is sent from the event loop (app/storage/loop_statements.py);
+    with every loop connection busy it takes the key-check threads, with the same answers."""
+
+    @pytest.fixture
+    def thread_lookups(self, monkeypatch):
+        from app.api import security
+        seen = []
+        original = security._authenticate
+
+        def recorded(token):
+            seen.append(token)
+            return original(token)
+
+        monkeypatch.setattr(security, "_authenticate", recorded)
+        return seen
+
+    def test_sent_from_the_event_loop(self, client, thread_lookups):
+        from app.storage import loop_statements
+        assert client.get("/connections").status_code == 200
+        assert_error(client.get("/connections", key=client.key + "x"), 401, "unauthorized")
+        assert thread_lookups == []
+        assert len(loop_statements.for_store()._idle) >= 1
+
+    def test_with_every_loop_connection_busy_a_thread_looks_it_up(self, client, thread_lookups, monkeypatch):
+        from app.storage import loop_statements
+        monkeypatch.setattr(loop_statements.for_store(), "size", 0)
+        created = client.post("/account/management-keys", {"name": "temp"}).json()
+        assert client.get("/connections", key=created["key"]).status_code == 200
+        assert client.delete(f"/account/management-keys/{created['id']}").status_code == 204
+        assert_error(client.get("/connections", key=created["key"]), 401, "unauthorized")
+        assert thread_lookups == [client.key, created["key"], client.key, created["key"]]
