@@ -19,9 +19,13 @@ answer on the connection's socket, as it waits on a client's.
   statement is sent again once on a new connection, and the other idle ones are dropped (they
   most likely died together), as `PooledStore` does. Callers send only reads and idempotent
   writes here.
-- Connecting waits at most the store's `connect_timeout`; a statement at most
-  `STATEMENT_TIMEOUT` seconds. Past either, or when cancelled, the connection is closed (it
-  may hold a statement in flight) and a store error is raised: 503 `unavailable` for a request.
+- Connecting waits at most the store's `connect_timeout` (libpq's asynchronous connect does not
+  apply it: the loop does); a statement at most `STATEMENT_TIMEOUT` seconds. Past either, or
+  when cancelled, the connection is closed (it may hold a statement in flight) and a store
+  error is raised: 503 `unavailable` for a request.
+- libpq resolves a host name while it starts a connection, blocking the loop for that long:
+  connections are made rarely (at most `SIZE` per `stale_timeout`), and an IP address in
+  DATABASE_URL avoids it.
 - Errors are peewee's (OperationalError with the driver's as `orig`), so `store_unavailable()`
   and the error handlers treat them as they treat the thread path's.
 """
@@ -135,10 +139,11 @@ class LoopStatements:
         with __exception_wrapper__:
             conn = psycopg2.connect(database=self.store.database, async_=1, **self.store.connect_params)
         try:
-            await asyncio.wait_for(_ready(conn), self.connect_timeout)
+            async with asyncio.timeout(self.connect_timeout):
+                await _ready(conn)
         except BaseException as exc:
             conn.close()
-            if isinstance(exc, asyncio.TimeoutError):
+            if isinstance(exc, TimeoutError):
                 raise self._connect_failed(f"timeout expired after {self.connect_timeout:g} s") from None
             if isinstance(exc, OperationalError) and not str(exc).startswith("connection to server"):
                 # libpq's asynchronous connect leaves out which server it tried; its blocking one says.
@@ -158,8 +163,9 @@ class LoopStatements:
             with __exception_wrapper__:
                 cursor.execute(sql, params)
             try:
-                await asyncio.wait_for(_ready(conn), STATEMENT_TIMEOUT)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(STATEMENT_TIMEOUT):   # no task of its own, unlike wait_for
+                    await _ready(conn)
+            except TimeoutError:
                 conn.close()
                 raise _unavailable(f"the store did not answer within {STATEMENT_TIMEOUT:g} s") from None
             except BaseException:
