@@ -219,11 +219,19 @@ def _unavailable(message: str) -> OperationalError:
     return error
 
 
-_pools: dict[int, tuple[object, int, LoopStatements]] = {}
+_pools: dict[int, tuple[object, LoopStatements]] = {}
 _pools_lock = threading.Lock()
-# A forked child's copies of its parent's connections: kept, never closed (closing one would
-# end the parent's session on the socket they share).
-_inherited: list[LoopStatements] = []
+
+
+def _forget_the_parents() -> None:
+    """In a forked child: make connections of its own. Dropping the parent's copies does not end
+    the parent's sessions: psycopg2 does not close a connection made in another process."""
+    global _pools_lock
+    _pools_lock = threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_the_parents)
 
 
 def for_store() -> LoopStatements | None:
@@ -232,14 +240,11 @@ def for_store() -> LoopStatements | None:
     if not isinstance(store, PooledStore):
         return None
     entry = _pools.get(id(store))
-    pid = os.getpid()
-    if entry is None or entry[0] is not store or entry[1] != pid:   # a new store, or a forked child
+    if entry is None or entry[0] is not store:
         with _pools_lock:
             entry = _pools.get(id(store))
-            if entry is None or entry[0] is not store or entry[1] != pid:
-                if entry is not None and entry[1] != pid:
-                    _inherited.append(entry[2])
-                elif entry is not None:
-                    entry[2].close_idle()
-                entry = _pools[id(store)] = (store, pid, LoopStatements(store))
-    return entry[2]
+            if entry is None or entry[0] is not store:
+                if entry is not None:   # a store that is gone left its id to this one
+                    entry[1].close_idle()
+                entry = _pools[id(store)] = (store, LoopStatements(store))
+    return entry[1]

@@ -167,3 +167,27 @@ def test_one_set_per_store_and_process_none_for_sqlite(pg_store, tmp_path):
         assert loop_statements.for_store() is None
     finally:
         init_database(previous)
+
+
+def test_a_forked_child_makes_its_own_and_leaves_the_parents_alone(pg_store):
+    import gc
+    import os
+
+    from app.storage.database import db, init_database
+    previous = db.obj
+    try:
+        init_database(pg_store)
+        parent = loop_statements.for_store()
+        pid = asyncio.run(parent.fetch("SELECT pg_backend_pid()", []))[0][0]
+        child = os.fork()
+        if child == 0:   # the child: its own set; the parent's connection is not closed from here
+            own = loop_statements.for_store() is not parent
+            del parent
+            gc.collect()   # a dropped copy of the parent's connection would end its session now
+            os._exit(0 if own else 1)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The parent's pooled connection still works after the child exited.
+        assert asyncio.run(parent.fetch("SELECT pg_backend_pid()", []))[0][0] == pid
+    finally:
+        init_database(previous)
