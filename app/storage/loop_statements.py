@@ -55,6 +55,7 @@ STATEMENT_TIMEOUT = 10.0      # seconds a statement may take before the store co
 _POLL_OK = psycopg2.extensions.POLL_OK
 _POLL_READ = psycopg2.extensions.POLL_READ
 _POLL_WRITE = psycopg2.extensions.POLL_WRITE
+_CONNECTION_OK = 0            # libpq's PQstatus() of a working connection
 
 
 class Busy(Exception):
@@ -168,8 +169,8 @@ class LoopStatements:
             except TimeoutError:
                 conn.close()
                 raise _unavailable(f"the store did not answer within {STATEMENT_TIMEOUT:g} s") from None
-            except BaseException:
-                conn.close()   # cancelled with the statement in flight
+            except asyncio.CancelledError:
+                conn.close()   # the statement is still in flight
                 raise
             with __exception_wrapper__:
                 return cursor.fetchall() if cursor.description is not None else []
@@ -204,8 +205,8 @@ async def _ready(conn) -> None:
 
 
 def _lost(conn) -> bool:
-    return bool(conn.closed) or (
-        conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN)
+    """The connection broke (as opposed to the store refusing a statement on a working one)."""
+    return bool(conn.closed) or conn.info.status != _CONNECTION_OK
 
 
 def _wake(waiter: asyncio.Future) -> None:

@@ -92,6 +92,20 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced_once(pg_store):
     assert _idle_pids(statements) == [pid]      # the other dead one was dropped, not kept
 
 
+def test_a_statement_the_store_refuses_on_a_working_connection_is_not_sent_again(pg_store):
+    statements = LoopStatements(pg_store, size=1)
+
+    async def refused():
+        await statements.fetch("SET statement_timeout = 50", [])    # kept on the one connection
+        return await statements.fetch("SELECT pg_sleep(1)", [])
+
+    # Sent again on a new connection (no statement_timeout there), it would answer a row.
+    with pytest.raises(OperationalError) as caught:
+        asyncio.run(refused())
+    assert isinstance(caught.value.orig, psycopg2.errors.QueryCanceled)
+    assert statements._taken == 0 and statements._idle == []
+
+
 def test_an_idle_connection_past_the_stale_timeout_is_closed_not_reused(pg_store):
     statements = LoopStatements(pg_store)
     statements.stale_timeout = 0.0
