@@ -85,8 +85,11 @@ def start(server: str, env: dict, workers: int, before: Path | None = None,
         cwd, health = root, "/v1/health"
         env = {**env, "PYTHONPATH": str(root)}    # that checkout's `app`, not the installed one
     else:
+        worker_class = server.removeprefix("bare-")
+        # Only gthread gets threads: gunicorn runs a sync worker given --threads > 1 as gthread.
+        threads = ["--threads", "2"] if worker_class == "gthread" else []
         argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                "--worker-class", server.removeprefix("bare-"), "--threads", "2", "bench.baselines.bare_flask:app"]
+                "--worker-class", worker_class, *threads, "bench.baselines.bare_flask:app"]
         cwd, health = ROOT, None
     dsn = f"dbname={database} user=postgres host=127.0.0.1"
     proc = subprocess.Popen(argv, cwd=cwd, env={**env, "BENCH_STORE_DSN": dsn},
