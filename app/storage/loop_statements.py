@@ -186,22 +186,19 @@ async def _ready(conn) -> None:
             state = conn.poll()
         if state == _POLL_OK:
             return
-        waiter = loop.create_future()
-        fd = conn.fileno()
         if state == _POLL_READ:
-            loop.add_reader(fd, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                loop.remove_reader(fd)
+            watch, unwatch = loop.add_reader, loop.remove_reader
         elif state == _POLL_WRITE:
-            loop.add_writer(fd, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                loop.remove_writer(fd)
+            watch, unwatch = loop.add_writer, loop.remove_writer
         else:   # pragma: no cover - psycopg2 documents no other state
             raise _unavailable(f"unexpected connection state {state}")
+        waiter = loop.create_future()
+        fd = conn.fileno()
+        watch(fd, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            unwatch(fd)
 
 
 def _lost(conn) -> bool:
