@@ -1,7 +1,7 @@
 """The control plane's baseline: bare Flask + psycopg2, the same key lookup and SQL, no framework.
 
-It sends the statements the project sends (tests/api/test_connections.py pins the project's
-rename; tests/bench checks these against it):
+It sends the statements the project sends (tests/bench/test_bare_baseline.py serves one request
+through each on one store and compares what reached PostgreSQL):
 
 - GET /v1/connections/<id>: the key joined with its customer, the connection, its first
   databases (LIMIT 101: the project embeds up to 100 and asks for one row more); their count
