@@ -13,6 +13,7 @@ from playhouse.migrations import Runner
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 log = logging.getLogger(__name__)
+peewee_log = logging.getLogger("peewee")
 
 # Models bind to this proxy; the app factory or the CLI initialises it.
 db = DatabaseProxy()
@@ -73,6 +74,9 @@ class PooledStore(PooledPostgresqlDatabase):
         super().__init__(*args, **kwargs)
         # Per thread, like peewee's connection state: has this checkout sent a statement yet?
         self._unproven = threading.local()
+        # Per thread: statements waiting to go out with the transaction's COMMIT, and how many
+        # savepoints are open (peewee keeps them off its transaction stack).
+        self._at_commit = threading.local()
 
     def connect(self, reuse_if_open=False):
         opened = super().connect(reuse_if_open)
@@ -96,7 +100,49 @@ class PooledStore(PooledPostgresqlDatabase):
 
     def begin(self, *args, **kwargs):
         # `with db.atomic():` opens with BEGIN, often a checkout's first statement.
+        self._at_commit.statements = None   # nothing an abandoned transaction left
         return self._first_try(super().begin, *args, **kwargs)
+
+    # -- a transaction's last statement, sent with its COMMIT ------------------------------------
+
+    def execute_at_commit(self, sql: str, params) -> None:
+        """Run `sql` as the transaction's last statement, in the same round trip as its COMMIT.
+
+        For a statement nothing in the transaction reads back, written last (the audit entry of a
+        request: app/api/mutations.py). Under a row lock that saves the lock a round trip and the
+        thread a wake-up. PostgreSQL runs `INSERT …; COMMIT` sent as one simple query in order and
+        stops at an error, which then reaches the caller from the commit, which rolls back, as an
+        error of the statement itself would have. A rollback drops the statement. Outside a
+        transaction, or inside a savepoint or a nested transaction (whose rollback could not drop
+        it), it runs now.
+        """
+        if len(self._state.transactions) != 1 or getattr(self._at_commit, "savepoints", 0):
+            self.execute_sql(sql, params)
+            return
+        waiting = getattr(self._at_commit, "statements", None)
+        if waiting is None:
+            waiting = self._at_commit.statements = []
+        waiting.append((sql, params))
+
+    def commit(self):
+        waiting = getattr(self._at_commit, "statements", None)
+        if not waiting:
+            return super().commit()
+        self._at_commit.statements = None
+        cursor = self.cursor()
+        with __exception_wrapper__:
+            text = b"; ".join(cursor.mogrify(sql, params) for sql, params in waiting) + b"; COMMIT"
+        for statement in waiting:
+            peewee_log.debug(statement)       # as peewee logs what it sends
+        with __exception_wrapper__:
+            cursor.execute(text)
+
+    def rollback(self):
+        self._at_commit.statements = None
+        return super().rollback()
+
+    def savepoint(self):
+        return _CountedSavepoint(self._at_commit, super().savepoint())
 
     def _first_try(self, send, *args, **kwargs):
         if not getattr(self._unproven, "value", False):
@@ -128,6 +174,23 @@ class PooledStore(PooledPostgresqlDatabase):
                 conn = self._connect()
                 self._initialize_connection(conn)
             self._state.conn = conn
+
+
+class _CountedSavepoint:
+    """peewee's savepoint, counted per thread while it is open (`PooledStore.execute_at_commit`)."""
+
+    def __init__(self, state: threading.local, savepoint):
+        self._state = state
+        self._savepoint = savepoint
+
+    def __enter__(self):
+        entered = self._savepoint.__enter__()
+        self._state.savepoints = getattr(self._state, "savepoints", 0) + 1
+        return entered
+
+    def __exit__(self, *exc_info):
+        self._state.savepoints -= 1
+        return self._savepoint.__exit__(*exc_info)
 
 
 def make_database(database_url: str | None, data_dir: Path, pool_size: int = 20) -> Database:

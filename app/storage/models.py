@@ -428,8 +428,9 @@ class AuditEntry(BaseModel):
     @classmethod
     def insert_row(cls, **values) -> None:
         """Insert one entry (`id` and `created_at` default): one prebuilt statement (every
-        mutating request writes one)."""
-        _INSERT_AUDIT_ENTRY.execute(values)
+        mutating request writes one), the last of its transaction, sent with the COMMIT on
+        PostgreSQL (`PooledStore.execute_at_commit`)."""
+        _INSERT_AUDIT_ENTRY.execute(values, at_commit=True)
 
 
 _INSERT_AUDIT_ENTRY = PrebuiltInsert(AuditEntry)

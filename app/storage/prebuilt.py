@@ -119,8 +119,9 @@ class PrebuiltInsert:
         self.fields = tuple(model._meta.sorted_fields)
         self._sql: dict[int, tuple[object, str]] = {}
 
-    def execute(self, values: dict) -> None:
-        """Insert the row `values` (field name -> value) holds."""
+    def execute(self, values: dict, *, at_commit: bool = False) -> None:
+        """Insert the row `values` (field name -> value) holds; with `at_commit`, in the round trip
+        of the transaction's COMMIT where the store can (`PooledStore.execute_at_commit`)."""
         database = db.obj
         built = self._sql.get(id(database))
         if built is None or built[0] is not database:
@@ -142,7 +143,8 @@ class PrebuiltInsert:
             else:
                 value = field.default
             params.append(field.db_value(value))
-        db.execute_sql(built[1], params)
+        send = getattr(database, "execute_at_commit", None) if at_commit else None
+        (send or database.execute_sql)(built[1], params)
 
 
 class PrebuiltUpdate:
