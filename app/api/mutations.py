@@ -7,7 +7,7 @@ wrapped, so an operation added to the spec gets both without code of its own. Fo
       claim the Idempotency-Key (POST with a key)    -> a stored answer: replay it
       SAVEPOINT (with a key only); the handler (its service's db.transaction() joins this one)
       store the answer under the key (POST with a key; 2xx and 4xx)
-      INSERT the audit entry
+      INSERT the audit entry                          (on PostgreSQL in the COMMIT's round trip)
     COMMIT
 
 So the effect, its answer for retries and its audit entry commit together or not at all.

@@ -8,7 +8,9 @@ through each on one store and compares what reached PostgreSQL):
   only when there are more (the project's count is the page's length otherwise).
 - PATCH (a rename): the key; then, in one transaction, the row `FOR UPDATE`, the `UPDATE`
   and the audit entry's `INSERT` (the project audits every mutation in the mutation's own
-  transaction: app/api/mutations.py).
+  transaction: app/api/mutations.py). The project sends that `INSERT` in the same round trip
+  as its `COMMIT` (`PooledStore.execute_at_commit`); this app sends each on its own, as a
+  plain psycopg2 app does.
 
 The suite runs it under gunicorn's sync and gthread workers and takes the better:
     BENCH_STORE_DSN=... gunicorn -w 2 bench.baselines.bare_flask:app
