@@ -106,6 +106,7 @@ class Worker:
         assert self.instance.runtime.is_alive(self.instance.handle)
         # A reader that died is replaced by gunicorn (another pid); a writer
         # that died is restarted (another pid).
-        assert instance_processes(self.instance.handle.pid) == self.processes
+        now = instance_processes(self.instance.handle.pid)
+        assert now == self.processes, f"(readers, writer) were {self.processes}, are {now}"
         assert (health["status"], health["serving"], health["lastSyncAt"]) == (
             "ok", True, self.loaded_at), health
